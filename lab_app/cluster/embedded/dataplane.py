@@ -1,0 +1,263 @@
+"""The cluster-wide proxies: the kube-proxy stand-in per Service and the Istio ingress gateway.
+
+Both are real Envoy processes from the envoy layer (``lab_app.cluster.embedded.envoy``). This
+module decides *what* they get and *when*:
+
+* ``ServiceProxy`` plays kube-proxy for one Service: a TCP listener at ``service_url()`` that
+  balances each new connection over the Service's ready endpoints. Endpoint changes reach it
+  through a ``DelayLine`` (``propagation_delay``, about 1 s like iptables' ``minSyncPeriod``),
+  so a client keeps reaching a pod for a while after it started terminating and sees a
+  refused or reset connection once the pod is gone.
+* ``IngressGateway`` plays the ingress gateway plus istiod: Gateway / VirtualService /
+  DestinationRule objects and the endpoints are translated into Envoy config and pushed after
+  a ``Debouncer`` (``istiod_debounce``, 100 ms like ``PILOT_DEBOUNCE_AFTER``).
+
+Every push is confirmed by the envoy layer (Envoy's ``update_success``/``update_rejected``
+counters) and becomes a ``ConfigPushed`` or ``ConfigRejected`` event that names the endpoints
+added and removed, and how long after the change it landed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from lab_app.cluster.embedded.envoy import (
+    Endpoint,
+    EnvoyProcess,
+    PushResult,
+    Snapshot,
+    service_proxy_snapshot,
+)
+from lab_app.cluster.embedded.procs import Reaper
+from lab_app.cluster.embedded.propagation import Debouncer, DelayLine
+from lab_app.cluster.events import EventKind
+
+Emit = Callable[..., Any]
+
+
+class ManagedEnvoy:
+    """An Envoy the cluster owns; its pushes become events."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        obj: str,
+        workdir: Path,
+        emit: Emit,
+        reaper: Reaper | None,
+        envoy_bin: str | Path | None = None,
+    ) -> None:
+        self.obj = obj
+        self.envoy = EnvoyProcess(workdir, name=name, envoy_bin=envoy_bin)
+        self._emit = emit
+        self._reaper = reaper
+        self.pushes = 0
+        self.rejections = 0
+        self.last_push: float | None = None
+
+    async def start(self, initial: Snapshot | None = None) -> None:
+        await self.envoy.start(initial=initial, timeout=20.0)
+        if self._reaper is not None and self.envoy.pid:
+            self._reaper.watch(self.envoy.pid)
+
+    async def push(
+        self, snapshot: Snapshot, *, reason: str, changed_at: float, data: Mapping[str, Any]
+    ) -> PushResult:
+        result = await self.envoy.push(snapshot)
+        now = time.time()
+        lag_ms = (now - changed_at) * 1000
+        payload = {
+            **data,
+            "reason": reason,
+            "took_ms": round(result.took_ms, 2),
+            "lag_ms": round(lag_ms, 1),
+            "changed_at": changed_at,
+            "details": list(result.details),
+        }
+        if result.accepted:
+            self.pushes += 1
+            self.last_push = now
+            self._emit(
+                EventKind.CONFIG_PUSHED,
+                self.obj,
+                f"{reason}: accepted {lag_ms:.0f} ms after the change",
+                payload,
+            )
+        else:
+            self.rejections += 1
+            self._emit(
+                EventKind.CONFIG_REJECTED,
+                self.obj,
+                f"{reason}: rejected ({'; '.join(result.details)[:300]})",
+                payload,
+            )
+        return result
+
+    async def stop(self) -> None:
+        await self.envoy.stop(graceful=False)
+        if self._reaper is not None and self.envoy.pid:
+            self._reaper.unwatch(self.envoy.pid)
+
+
+def _pods(endpoints: Sequence[Endpoint]) -> list[str]:
+    return sorted(e.pod or f"{e.ip}:{e.port}" for e in endpoints)
+
+
+class ServiceProxy:
+    """kube-proxy for one Service: per-connection balancing over ready endpoints, ~1 s late."""
+
+    def __init__(
+        self,
+        *,
+        service: Mapping[str, Any],
+        namespace: str,
+        listen_port: int,
+        delay: float,
+        workdir: Path,
+        emit: Emit,
+        reaper: Reaper | None,
+        envoy_bin: str | Path | None = None,
+    ) -> None:
+        self.service = dict(service)
+        self.name = str(service["metadata"]["name"])
+        self.namespace = namespace
+        self.listen_port = listen_port
+        self.proxy = ManagedEnvoy(
+            name=f"kube-proxy-{self.name}",
+            obj=f"proxy/kube-proxy-{self.name}",
+            workdir=workdir,
+            emit=emit,
+            reaper=reaper,
+            envoy_bin=envoy_bin,
+        )
+        self._line: DelayLine[list[Endpoint]] | None = None
+        self._delay = delay
+        self.applied: list[Endpoint] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listen_port}"
+
+    def snapshot(self, endpoints: Sequence[Endpoint]) -> Snapshot:
+        return service_proxy_snapshot(
+            self.service, list(endpoints), listen_port=self.listen_port, namespace=self.namespace
+        )
+
+    async def start(self, endpoints: Sequence[Endpoint]) -> None:
+        await self.proxy.start(self.snapshot(endpoints))
+        self.applied = list(endpoints)
+        self._line = DelayLine(self._delay, self._apply, name=f"kube-proxy-{self.name}")
+
+    def update_service(self, service: Mapping[str, Any]) -> None:
+        self.service = dict(service)
+
+    def endpoints_changed(self, endpoints: Sequence[Endpoint]) -> None:
+        if self._line is not None:
+            self._line.submit(list(endpoints))
+
+    async def _apply(self, endpoints: list[Endpoint], changed_at: float) -> None:
+        before, after = set(_pods(self.applied)), set(_pods(endpoints))
+        await self.proxy.push(
+            self.snapshot(endpoints),
+            reason="endpoints",
+            changed_at=changed_at,
+            data={
+                "service": self.name,
+                "endpoints": sorted(after),
+                "added": sorted(after - before),
+                "removed": sorted(before - after),
+            },
+        )
+        self.applied = endpoints
+
+    async def stop(self) -> None:
+        if self._line is not None:
+            await self._line.aclose()
+        await self.proxy.stop()
+
+
+class IngressGateway:
+    """The ingress gateway Envoy plus istiod's debounced pushes to it."""
+
+    def __init__(
+        self,
+        *,
+        listen_port: int,
+        debounce: float,
+        debounce_max: float,
+        build: Callable[[], tuple[Snapshot, dict[str, Any]]],
+        workdir: Path,
+        emit: Emit,
+        reaper: Reaper | None,
+        envoy_bin: str | Path | None = None,
+    ) -> None:
+        self.listen_port = listen_port
+        self._build = build
+        self.proxy = ManagedEnvoy(
+            name="gateway", obj="proxy/gateway", workdir=workdir, emit=emit, reaper=reaper,
+            envoy_bin=envoy_bin,
+        )  # fmt: skip
+        self._debounce = debounce
+        self._debounce_max = debounce_max
+        self._debouncer: Debouncer | None = None
+        self._reasons: set[str] = set()
+        self._emit = emit
+        self.applied_endpoints: set[str] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listen_port}"
+
+    async def start(self) -> None:
+        snapshot, info = self._build()
+        await self.proxy.start(snapshot)
+        self.applied_endpoints = set(info.get("endpoints", ()))
+        self._debouncer = Debouncer(
+            self._debounce, self._push, name="istiod", max_wait=self._debounce_max
+        )
+
+    def trigger(self, reason: str) -> None:
+        self._reasons.add(reason)
+        if self._debouncer is not None:
+            self._debouncer.trigger()
+
+    async def settled(self, timeout: float = 30.0) -> None:
+        if self._debouncer is not None:
+            await self._debouncer.settled(timeout)
+
+    async def _push(self, changed_at: float) -> None:
+        reasons, self._reasons = self._reasons, set()
+        try:
+            snapshot, info = self._build()
+        except Exception as exc:  # validated at apply time; this is a lab bug if it happens
+            self._emit(
+                EventKind.CONFIG_REJECTED,
+                "proxy/gateway",
+                f"translation failed: {exc}",
+                {"reason": ",".join(sorted(reasons))},
+            )
+            return
+        after = set(info.get("endpoints", ()))
+        before = self.applied_endpoints
+        result = await self.proxy.push(
+            snapshot,
+            reason=",".join(sorted(reasons)) or "sync",
+            changed_at=changed_at,
+            data={
+                **info,
+                "endpoints": sorted(after),
+                "added": sorted(after - before),
+                "removed": sorted(before - after),
+            },
+        )
+        if result.accepted:
+            self.applied_endpoints = after
+
+    async def stop(self) -> None:
+        if self._debouncer is not None:
+            await self._debouncer.aclose()
+        await self.proxy.stop()

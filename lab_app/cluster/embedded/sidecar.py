@@ -1,0 +1,179 @@
+"""The Istio sidecar of one pod: a real Envoy in front of the app, terminated like pilot-agent.
+
+Why this matters: with classic (non-native) sidecars, Kubernetes sends SIGTERM to the
+``istio-proxy`` container at the same moment as to the app container; a ``preStop`` on the app
+does not protect the proxy. pilot-agent then asks Envoy to drain, waits
+``terminationDrainDuration`` (5 s by default) and stops Envoy, cutting whatever is still in
+flight through it -- a 10 s ``/k8s/longTask`` for example, which the gateway then answers
+with a 503 (istio/istio#11682). With ``EXIT_ON_ZERO_ACTIVE_CONNECTIONS`` pilot-agent instead
+waits ``MINIMUM_DRAIN_DURATION`` (5 s) and then until Envoy has no active downstream
+connection. Both are reproduced here with the real Envoy process and its admin API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lab_app.cluster.embedded.envoy import EnvoyProcess, sidecar_snapshot
+from lab_app.cluster.embedded.procs import Reaper
+from lab_app.cluster.events import EventKind
+
+Emit = Callable[..., Any]
+MINIMUM_DRAIN_DURATION = 5.0  # Istio's MINIMUM_DRAIN_DURATION default
+
+
+class Sidecar:
+    """One pod's ``istio-proxy`` container: inbound listener on the pod port -> the app port."""
+
+    def __init__(
+        self,
+        *,
+        pod: str,
+        pod_port: int,
+        app_port: int,
+        workdir: Path,
+        emit: Emit,
+        reaper: Reaper | None,
+        drain_duration: float = 5.0,
+        exit_on_zero_active_connections: bool = False,
+        minimum_drain_duration: float = MINIMUM_DRAIN_DURATION,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.pod = pod
+        self.pod_port = pod_port
+        self.app_port = app_port
+        self.workdir = workdir
+        self.drain_duration = drain_duration
+        self.exit_on_zero = exit_on_zero_active_connections
+        self.minimum_drain_duration = minimum_drain_duration
+        self._emit = emit
+        self._reaper = reaper
+        self._on_change = on_change
+        self.envoy: EnvoyProcess | None = None
+        self.ready = False
+        self.terminating = False
+        self.restarts = 0
+        self._watch: asyncio.Task[None] | None = None
+
+    @property
+    def obj(self) -> str:
+        return f"proxy/{self.pod}-sidecar"
+
+    @property
+    def alive(self) -> bool:
+        return self.envoy is not None and self.envoy.alive
+
+    @property
+    def admin_port(self) -> int | None:
+        return self.envoy.admin_port if self.envoy is not None else None
+
+    async def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        envoy = EnvoyProcess(
+            self.workdir, name=f"{self.pod}-sidecar", drain_time_s=max(self.drain_duration, 1.0)
+        )
+        self.envoy = envoy
+        await envoy.start(
+            initial=sidecar_snapshot(self.pod_port, self.app_port, pod=self.pod), timeout=20.0
+        )
+        if self._reaper is not None and envoy.pid:
+            self._reaper.watch(envoy.pid)
+        self.ready = True
+        self._on_change()
+        if self._watch is None:
+            self._watch = asyncio.create_task(self._watch_exit(), name=f"{self.pod}-sidecar-watch")
+
+    async def _watch_exit(self) -> None:
+        """Restart the proxy if it dies on its own (not while the pod terminates)."""
+        while not self.terminating:
+            await asyncio.sleep(0.5)
+            if self.terminating or self.envoy is None or self.envoy.alive:
+                continue
+            self.ready = False
+            self._on_change()
+            self._emit(
+                EventKind.PROXY_CRASHED,
+                self.obj,
+                f"sidecar Envoy exited with {self.envoy.returncode}",
+                {"pod": self.pod, "returncode": self.envoy.returncode},
+            )
+            if self._reaper is not None and self.envoy.pid:
+                self._reaper.unwatch(self.envoy.pid)
+            try:
+                await self.start()
+            except Exception as exc:
+                self._emit(EventKind.NOTE, self.obj, f"sidecar restart failed: {exc}", {})
+                await asyncio.sleep(2.0)
+                continue
+            self.restarts += 1
+            self._emit(EventKind.PROXY_RESTARTED, self.obj, "sidecar Envoy restarted", {})
+
+    async def terminate(self, deadline: float) -> None:
+        """pilot-agent on SIGTERM: drain, wait, stop Envoy (SIGKILL at the grace deadline)."""
+        self.terminating = True
+        if self._watch is not None:
+            self._watch.cancel()
+        envoy = self.envoy
+        if envoy is None or not envoy.alive:
+            return
+        mode = "exit-on-zero-active-connections" if self.exit_on_zero else "drain-duration"
+        self._emit(
+            EventKind.SIDECAR_DRAIN_STARTED,
+            self.obj,
+            f"SIGTERM to istio-proxy: draining ({mode}, {self.drain_duration:g}s)",
+            {"pod": self.pod, "mode": mode, "drain_duration": self.drain_duration},
+        )
+        with contextlib.suppress(Exception):
+            await envoy.drain_listeners(graceful=True)
+        if self.exit_on_zero:
+            await _sleep_until(min(time.monotonic() + self.minimum_drain_duration, deadline))
+            while time.monotonic() < deadline and envoy.alive:
+                try:
+                    connections, _ = await envoy.active()
+                except Exception:
+                    break
+                if connections <= 0:
+                    break
+                await _sleep_until(min(time.monotonic() + 1.0, deadline))
+        else:
+            await _sleep_until(min(time.monotonic() + self.drain_duration, deadline))
+        killed = time.monotonic() >= deadline
+        cut = 0
+        with contextlib.suppress(Exception):
+            if envoy.alive:
+                cut = (await envoy.active())[1]
+        await envoy.stop(graceful=False)
+        if self._reaper is not None and envoy.pid:
+            self._reaper.unwatch(envoy.pid)
+        self.ready = False
+        self._on_change()
+        self._emit(
+            EventKind.SIDECAR_EXITED,
+            self.obj,
+            ("SIGKILL at the grace deadline" if killed else "Envoy stopped after the drain")
+            + (f"; {cut} request(s) in flight were cut" if cut else ""),
+            {"pod": self.pod, "requests_cut": cut, "killed": killed},
+        )
+
+    async def kill(self) -> None:
+        """Immediate stop (cluster close): no drain."""
+        self.terminating = True
+        if self._watch is not None:
+            self._watch.cancel()
+        if self.envoy is not None:
+            with contextlib.suppress(Exception):
+                await self.envoy.stop(graceful=False)
+            if self._reaper is not None and self.envoy.pid:
+                self._reaper.unwatch(self.envoy.pid)
+        self.ready = False
+
+
+async def _sleep_until(when: float) -> None:
+    delay = when - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)

@@ -1,0 +1,430 @@
+"""Running load: ``start_load`` (a handle on the current loop, for notebooks) and ``run_load``.
+
+Pacing is open-loop, like fortio and wrk2: worker ``w``'s ``i``-th request has a scheduled
+time ``start + offset_w + i * c / qps`` fixed before the run. A slow answer delays that
+worker's next send (each worker keeps one request in flight on its one connection), and the
+worker then catches up by sending the late slots at once (or, with ``nocatchup``, skips the
+missed slots). Latency is recorded both from the actual send (fortio's number) and from the
+scheduled send (corrected for coordinated omission).
+
+The client measures its own event-loop lag while it runs: a stall of the notebook's loop shows
+up as latency that the server never saw, and the lab reports it instead of hiding it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import signal
+import threading
+import time
+from array import array
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
+from typing import Any
+
+from lab_app.errors import ConfigError
+from lab_app.load.engine_h11 import H11Client, RequestError
+from lab_app.load.options import MAX_DURATION_S, LoadOptions, make_options
+from lab_app.load.records import Record, RequestLog
+from lab_app.load.results import LoadResults
+
+_LAG_INTERVAL_S = 0.02
+
+
+class LagMonitor:
+    """Measures how late the event loop wakes a task that sleeps ``interval`` (its oversleep)."""
+
+    def __init__(self, perf0: float, interval: float = _LAG_INTERVAL_S) -> None:
+        self.perf0 = perf0
+        self.interval = interval
+        self.at = array("d")  # seconds since perf0
+        self.lag = array("d")  # seconds late
+
+    async def run(self) -> None:
+        interval = self.interval
+        perf = time.perf_counter
+        expected = perf() + interval
+        while True:
+            await asyncio.sleep(interval)
+            now = perf()
+            self.at.append(now - self.perf0)
+            self.lag.append(max(0.0, now - expected))
+            expected = now + interval
+
+    def stats(self) -> dict[str, Any]:
+        n = len(self.lag)
+        if n == 0:
+            return {"max_ms": 0.0, "p99_ms": 0.0, "samples": 0, "interval_ms": 1000 * self.interval}
+        ordered = sorted(self.lag)
+        per_second: dict[int, float] = {}
+        for at, lag in zip(self.at, self.lag, strict=True):
+            second = int(at)
+            if lag > per_second.get(second, -1.0):
+                per_second[second] = lag
+        return {
+            "max_ms": round(1000 * ordered[-1], 3),
+            "p99_ms": round(1000 * ordered[max(0, math.ceil(0.99 * n) - 1)], 3),
+            "samples": n,
+            "interval_ms": 1000 * self.interval,
+            "per_second_max_ms": [
+                {"t": s, "max_ms": round(1000 * v, 3)} for s, v in sorted(per_second.items())
+            ],
+        }
+
+
+class RecordBatch:
+    """Requests ``start..stop`` of a run's log: what a subscriber receives each interval."""
+
+    __slots__ = ("done", "log", "start", "stop")
+
+    def __init__(self, log: RequestLog, start: int, stop: int, done: bool) -> None:
+        self.log = log
+        self.start = start
+        self.stop = stop
+        self.done = done
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __iter__(self) -> Iterator[Record]:
+        return self.log.records(self.start, self.stop)
+
+    @property
+    def records(self) -> list[Record]:
+        return list(self)
+
+
+class LoadRun:
+    """A load run in progress on the current event loop.
+
+    ``await run`` gives the final :class:`LoadResults`; ``run.stop()`` ends it early (keeping
+    what was measured); ``run.results`` is a snapshot at any time; ``run.done`` tells whether it
+    finished. Cancelling the awaiting task cancels the run too; either way every worker task,
+    the lag monitor and every socket are gone when it returns.
+    """
+
+    def __init__(self, options: LoadOptions) -> None:
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise ConfigError(
+                "start_load needs a running asyncio event loop (a notebook cell or an async "
+                "function); in a plain script use run_load()"
+            ) from None
+        self.options = options
+        self.label = options.label
+        self.wall0 = time.time()
+        self.perf0 = time.perf_counter()
+        self.log = RequestLog(self.wall0)
+        self._stopping = False
+        self._stopped_early = False
+        self._finished = asyncio.Event()
+        self._workers: list[asyncio.Task[None]] = []
+        self._clients: list[Any] = []
+        self._socket_serial = [0]
+        self._lag = LagMonitor(self.perf0)
+        self._end_perf: float | None = None
+        self._cpu0 = time.process_time()
+        self._cpu_end: float | None = None
+        self._final: LoadResults | None = None
+        self._task = self._loop.create_task(self._main(), name=f"zdlab-load {options.label}")
+
+    # ------------------------------------------------------------------ public handle
+    def __await__(self) -> Generator[Any, None, LoadResults]:
+        return self._task.__await__()
+
+    @property
+    def done(self) -> bool:
+        return self._task.done()
+
+    @property
+    def task(self) -> asyncio.Task[LoadResults]:
+        return self._task
+
+    @property
+    def requests(self) -> int:
+        """Requests completed so far (cheap: no results are computed)."""
+        return len(self.log)
+
+    def stop(self) -> None:
+        """End the run now; completed requests are kept, requests in flight are dropped."""
+        if self._task.done() or self._stopping:
+            return
+        self._stopping = True
+        self._stopped_early = True
+        for task in self._workers:
+            task.cancel()
+
+    def cancel(self) -> None:
+        """Cancel the run's task (``await run`` then raises CancelledError)."""
+        self._task.cancel()
+
+    @property
+    def results(self) -> LoadResults:
+        """Final results once done, else a snapshot of what was measured so far."""
+        if self._final is not None:
+            return self._final
+        return self._build_results(done=False)
+
+    def snapshot(self) -> LoadResults:
+        return self.results
+
+    async def subscribe(self, interval: float = 1.0) -> AsyncIterator[RecordBatch]:
+        """Yield the requests completed since the last batch, every ``interval`` seconds.
+
+        Ends after the batch that contains the run's last request (``batch.done`` is True), so
+        ``async for batch in run.subscribe()`` is bounded by the run itself.
+        """
+        cursor = 0
+        while True:
+            finished = self._finished.is_set()
+            if not finished:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._finished.wait(), interval)
+                finished = self._finished.is_set()
+            stop = len(self.log)
+            if stop > cursor or finished:
+                yield RecordBatch(self.log, cursor, stop, finished)
+                cursor = stop
+            if finished:
+                return
+
+    def __repr__(self) -> str:
+        state = "done" if self.done else "running"
+        return f"<LoadRun {self.label or self.options.url} {state} requests={len(self.log)}>"
+
+    # ------------------------------------------------------------------ internals
+    def _build_results(self, *, done: bool) -> LoadResults:
+        end = self._end_perf if self._end_perf is not None else time.perf_counter()
+        cpu_end = self._cpu_end if self._cpu_end is not None else time.process_time()
+        return LoadResults.from_log(
+            self.log,
+            self.options,
+            actual_duration=max(0.0, end - self.perf0),
+            sockets=[client.sockets for client in self._clients],
+            loop_lag=self._lag.stats(),
+            done=done,
+            stopped_early=self._stopped_early,
+            client_cpu_s=max(0.0, cpu_end - self._cpu0),
+        )
+
+    def _make_client(self) -> Any:
+        if self.options.resolved_engine == "httpx":
+            from lab_app.load.engine_httpx import HttpxClient
+
+            return HttpxClient(self.options, self._socket_serial)
+        return H11Client(self.options, self._socket_serial)
+
+    async def _main(self) -> LoadResults:
+        opts = self.options
+        loop = self._loop
+        lag_task: asyncio.Task[None] | None = None
+        cancelled = False
+        try:
+            self._clients = [self._make_client() for _ in range(opts.c)]
+            # Anchor the clocks when the schedule starts (client setup is not part of the run).
+            self.wall0 = self.log.wall0 = time.time()
+            self.perf0 = self._lag.perf0 = start = time.perf_counter()
+            self._cpu0 = time.process_time()
+            lag_task = loop.create_task(self._lag.run(), name="zdlab-load lag monitor")
+            end = start + opts.planned_duration
+            quotas = [0] * opts.c
+            if opts.n:
+                each, extra = divmod(opts.n, opts.c)
+                quotas = [each + (1 if w < extra else 0) for w in range(opts.c)]
+            self._workers = [
+                loop.create_task(
+                    self._worker(w, self._clients[w], start, end, quotas[w]),
+                    name=f"zdlab-load worker {w}",
+                )
+                for w in range(opts.c)
+                if not opts.n or quotas[w] > 0
+            ]
+            if self._stopping:  # stop() came before this task first ran
+                for task in self._workers:
+                    task.cancel()
+            # Bounded: the schedule's end plus one timeout for the last requests in flight.
+            _, pending = await asyncio.wait(
+                self._workers, timeout=opts.planned_duration + opts.timeout + 2.0
+            )
+            if pending:
+                self._stopped_early = True
+        except asyncio.CancelledError:
+            cancelled = True
+            self._stopped_early = True
+            raise
+        finally:
+            self._end_perf = time.perf_counter()
+            self._cpu_end = time.process_time()
+            await self._cleanup(lag_task)
+            self._final = self._build_results(done=not cancelled)
+            self._finished.set()
+        for task in self._workers:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        return self._final
+
+    async def _cleanup(self, lag_task: asyncio.Task[None] | None) -> None:
+        """Cancel workers and the lag monitor, close every socket; survives a second cancel."""
+        tasks = [*self._workers] + ([lag_task] if lag_task is not None else [])
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            gathered = asyncio.gather(*tasks, return_exceptions=True)
+            try:
+                await asyncio.shield(gathered)
+            except asyncio.CancelledError:
+                await gathered
+        closes = asyncio.gather(
+            *(client.aclose() for client in self._clients), return_exceptions=True
+        )
+        try:
+            await asyncio.shield(closes)
+        except asyncio.CancelledError:
+            await closes
+
+    async def _worker(self, w: int, client: Any, start: float, end: float, quota: int) -> None:
+        opts = self.options
+        perf = time.perf_counter
+        sleep = asyncio.sleep
+        perf0 = self.perf0
+        log = self.log
+        append = log.append
+        intern_version = log.intern_version
+        intern_flags = log.intern_flags
+        period = opts.c / opts.qps if opts.qps > 0 else 0.0
+        offset = period * w / opts.c if opts.uniform else 0.0
+        jitter = 0.1 * period if opts.jitter else 0.0
+        nocatchup = opts.nocatchup
+        rand = random.Random(w).uniform
+        first = start + offset
+        count = 0
+        i = 0
+        last_version, last_ver = "", 0
+        last_flags, last_flag = "", 0
+        while not self._stopping:
+            if period:
+                sched = first + i * period
+                if sched >= end or (quota and count >= quota):
+                    # Like fortio, the run lasts its whole schedule: wait out the last slot so
+                    # the achieved rate is measured over the requested duration.
+                    delay = min(sched, end) - perf()
+                    if delay > 0:
+                        await sleep(delay)
+                    return
+                if jitter:
+                    sched += rand(-jitter, jitter)
+                now = perf()
+                if sched > now:
+                    await sleep(sched - now)
+                elif nocatchup and now - sched >= period:
+                    # Fallen behind by at least one slot: skip the missed ones, send the latest.
+                    i = int((now - first) / period)
+                    sched = first + i * period
+            else:
+                sched = perf()
+                if sched >= end or (quota and count >= quota):
+                    return
+            sent = perf()
+            try:
+                await client.fetch()
+            except RequestError as exc:
+                ended = perf()
+                append(sched - perf0, sent - perf0, ended - perf0, -1, exc.kind, 0, 0, w,
+                       client.conn_id, 0, 0)  # fmt: skip
+            else:
+                ended = perf()
+                version = client.version
+                if version != last_version:
+                    last_version, last_ver = version, intern_version(version)
+                flags = client.flags
+                if flags != last_flags:
+                    last_flags, last_flag = flags, intern_flags(flags)
+                append(sched - perf0, sent - perf0, ended - perf0, client.status, 0, last_ver,
+                       last_flag, w, client.conn_id, client.size, client.hsize)  # fmt: skip
+            count += 1
+            i += 1
+
+
+def start_load(
+    url: str,
+    *,
+    qps: float | str = 8.0,
+    c: int | str = 4,
+    duration: float | str | None = 5.0,
+    n: int | str = 0,
+    uniform: bool = False,
+    jitter: bool = False,
+    nocatchup: bool = False,
+    timeout: float | str = 3.0,
+    percentiles: str | Sequence[float] | None = None,
+    label: str = "",
+    headers: Mapping[str, str] | None = None,
+    engine: str = "auto",
+    max_duration: float | str = MAX_DURATION_S,
+) -> LoadRun:
+    """Start a load run on the current event loop and return its handle at once.
+
+    fortio's semantics: ``qps`` in total over ``c`` keep-alive connections (0 = as fast as
+    possible), for ``duration`` (seconds or "30s"/"1m"; 0 = until stopped, capped at
+    ``max_duration``) or exactly ``n`` calls. Raises ConfigError before any request on bad input.
+    """
+    options = make_options(
+        url,
+        qps=qps,
+        c=c,
+        duration=duration,
+        n=n,
+        uniform=uniform,
+        jitter=jitter,
+        nocatchup=nocatchup,
+        timeout=timeout,
+        percentiles=percentiles,
+        label=label,
+        headers=headers,
+        engine=engine,
+        max_duration=max_duration,
+    )
+    return LoadRun(options)
+
+
+def run_load(
+    url: str,
+    *,
+    on_start: Callable[[LoadRun], Any] | None = None,
+    stop_on_sigint: bool = True,
+    **kwargs: Any,
+) -> LoadResults:
+    """Run load to completion in a fresh event loop (scripts); Ctrl-C stops it with partial results.
+
+    Takes the same keyword arguments as :func:`start_load`. ``on_start(run)`` may return a
+    coroutine, which runs alongside (e.g. a progress printer) and is cancelled at the end.
+    """
+    options = make_options(url, **kwargs)  # validate before creating a loop
+
+    async def main() -> LoadResults:
+        run = LoadRun(options)
+        loop = asyncio.get_running_loop()
+        installed = False
+        if stop_on_sigint and threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signal.SIGINT, run.stop)
+                installed = True
+        side: asyncio.Task[Any] | None = None
+        try:
+            if on_start is not None:
+                maybe = on_start(run)
+                if asyncio.iscoroutine(maybe):
+                    side = loop.create_task(maybe)
+            return await run
+        finally:
+            if side is not None:
+                side.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await side
+            if installed:
+                loop.remove_signal_handler(signal.SIGINT)
+
+    return asyncio.run(main())

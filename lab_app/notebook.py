@@ -1,0 +1,162 @@
+"""What every notebook needs besides its lesson: paths, batch/live switches, saved outputs.
+
+The notebooks stay short and readable because the plumbing lives here: where the
+manifests are, whether to draw live (JupyterLab) or statically (papermill, nbval), where
+executed results go (``out/``), and a cluster that is closed even when a cell fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+import weakref
+from pathlib import Path
+from typing import Any
+
+from lab_app.errors import ConfigError
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def repo_root() -> Path:
+    """The checkout holding ``manifests/`` (the package's parent in an editable install)."""
+    for candidate in (PACKAGE_ROOT, Path.cwd(), *Path.cwd().parents):
+        if (candidate / "manifests").is_dir():
+            return candidate
+    raise ConfigError(
+        "cannot find the lab's manifests/ folder: run from the zdlab checkout "
+        "or set ZDLAB_MANIFESTS to its path"
+    )
+
+
+def manifests_dir() -> Path:
+    """``ZDLAB_MANIFESTS`` if set, else the checkout's ``manifests/``."""
+    env = os.environ.get("ZDLAB_MANIFESTS")
+    return Path(env) if env else repo_root() / "manifests"
+
+
+def live(default: bool) -> bool:
+    """The notebook's ``LIVE`` parameter, unless ``ZDLAB_LIVE`` (set by batch runs) overrides it.
+
+    In papermill and nbval a live widget is never seen (what a background task draws after
+    its cell ended is not saved), so batch runs set ``ZDLAB_LIVE=0`` and the notebook draws
+    one static chart from a foreground cell instead.
+    """
+    env = os.environ.get("ZDLAB_LIVE")
+    if env is None or env == "":
+        return bool(default)
+    if env.lower() in ("1", "true", "yes", "on"):
+        return True
+    if env.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"ZDLAB_LIVE={env!r}: use 1 or 0")
+
+
+def backend(default: str) -> str:
+    """The notebook's ``BACKEND`` parameter, unless ``ZDLAB_BACKEND`` overrides it."""
+    return os.environ.get("ZDLAB_BACKEND") or default
+
+
+def out_dir(default: str | os.PathLike[str] = "../out") -> Path:
+    """Where executed results go (git-ignored): ``ZDLAB_OUT``, else the notebook's ``OUT_DIR``."""
+    path = Path(os.environ.get("ZDLAB_OUT") or default).resolve()
+    (path / "figures").mkdir(parents=True, exist_ok=True)
+    (path / "results").mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save_figure(figure: Any, name: str, out: Path) -> list[Path]:
+    """Save a chart (``LiveChart`` or plotly figure) as HTML, and as PNG where Chromium exists."""
+    from lab_app.charts import find_chrome, save_html, save_png
+
+    fig = figure.figure() if hasattr(figure, "figure") and callable(figure.figure) else figure
+    saved = [save_html(fig, out / "figures" / f"{name}.html", include_plotlyjs="cdn")]
+    if find_chrome():
+        with contextlib.suppress(Exception):  # a PNG is a bonus; the HTML is the record
+            saved.append(save_png(fig, out / "figures" / f"{name}.png"))
+    return saved
+
+
+def save_result(name: str, data: dict[str, Any], out: Path) -> Path:
+    """Write one experiment's figures for notebook 07 (``out/results/NAME.json``), atomically."""
+    path = out / "results" / f"{name}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def load_results(out: Path) -> list[dict[str, Any]]:
+    """Every result saved by ``save_result``, sorted by name."""
+    return [
+        json.loads(p.read_text(encoding="utf-8")) for p in sorted((out / "results").glob("*.json"))
+    ]
+
+
+def result_row(scenario: str, results: Any, seconds: float | None = None) -> dict[str, Any]:
+    """One comparable row from a ``LoadResults``: requests, non-2xx, error %, p99, time."""
+    error_pct = 100.0 * results.non_2xx / results.requests if results.requests else 0.0
+    return {
+        "scenario": scenario,
+        "requests": results.requests,
+        "non_2xx": results.non_2xx,
+        "error_pct": round(error_pct, 3),
+        "p99_ms": round(results.p99_ms, 2),
+        "duration_s": round(seconds if seconds is not None else results.actual_duration, 2),
+        "codes": {str(k): v for k, v in results.codes.items()},
+        "by_version": dict(results.by_version),
+    }
+
+
+_open_clusters: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+async def open_cluster(backend_name: str, **options: Any) -> Any:
+    """``connect()`` plus a safety net: the cluster is closed at interpreter exit too.
+
+    The embedded backend's processes also die with the kernel (parent-death signal and a
+    reaper process), so a killed kernel leaves nothing behind either.
+    """
+    from lab_app.cluster import connect
+
+    cluster = await connect(backend_name, **options)
+    _open_clusters.add(cluster)
+    return cluster
+
+
+def _close_all_at_exit() -> None:
+    clusters = list(_open_clusters)
+    if not clusters:
+        return
+    with contextlib.suppress(Exception):
+        asyncio.run(asyncio.wait_for(asyncio.gather(*(c.close() for c in clusters)), 30))
+
+
+atexit.register(_close_all_at_exit)
+
+
+def environment_report() -> dict[str, str]:
+    """What notebook 00 shows: Python, the lab's key libraries, Envoy, Chromium, the backend."""
+    report = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for dist in ("zdlab", "fastapi", "uvicorn", "httpx", "plotly", "papermill", "kubernetes"):
+        try:
+            report[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            report[dist] = "not installed"
+    try:
+        from lab_app.cluster.embedded.envoy import find_envoy
+
+        report["envoy"] = str(find_envoy())
+    except Exception as exc:  # shown to the learner, with the fix, in notebook 00
+        report["envoy"] = f"NOT FOUND: {exc}"
+    from lab_app.charts import find_chrome
+
+    report["chromium (PNG export)"] = find_chrome() or "not found (charts still work; no PNG)"
+    report["backend"] = backend("embedded")
+    return report

@@ -1,0 +1,33 @@
+"""Fixtures for the kubernetes backend's tests: a canned-JSON API server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from kube_apiserver import FakeApiServer, kubeconfig_text
+
+
+@pytest.fixture
+def fake_api() -> Iterator[FakeApiServer]:
+    server = FakeApiServer()
+    server.on("GET", "/version/", {"major": "1", "minor": "33", "gitVersion": "v1.33.1"})
+    server.on(
+        "GET",
+        "/api/v1/namespaces/zdlab",
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "zdlab"}},
+    )
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def kubeconfig(tmp_path: Path, fake_api: FakeApiServer) -> Path:
+    path = tmp_path / "kubeconfig"
+    path.write_text(kubeconfig_text(fake_api.url))
+    return path
