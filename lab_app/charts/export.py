@@ -45,11 +45,16 @@ def find_chrome() -> str | None:
 
 
 def _atomic_target(path: str | os.PathLike[str]) -> tuple[Path, Path]:
-    target = Path(path)
-    if not target.parent.is_dir():
-        from lab_app.errors import ConfigError
+    """Where to write (parents created) and the temporary name renamed over it at the end."""
+    from lab_app.errors import ConfigError
 
-        raise ConfigError(f"save: directory {str(target.parent)!r} does not exist")
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError(f"save: {str(target)!r} is a directory, expected a file path")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"save: cannot create {str(target.parent)!r}: {exc}") from None
     return target, target.with_name(f".{target.name}.tmp{os.getpid()}{target.suffix}")
 
 

@@ -131,6 +131,7 @@ class LiveChart:
         self.height = height
         self._series: list[_Series] = []
         self._markers: list[Marker] = []
+        self._marker_set: set[Marker] = set()
         self._t0: float | None = None
         self._widget: go.FigureWidget | None = None
         self._task: asyncio.Task[None] | None = None
@@ -158,9 +159,19 @@ class LiveChart:
         return self
 
     def add_events(self, events: Iterable[Any]) -> LiveChart:
-        """Add events: objects with ``.t`` (e.g. cluster ``Event``) or ``(t, text)`` tuples."""
-        self._markers.extend(to_marker(e) for e in events)
+        """Add events: objects with ``.t`` (e.g. cluster ``Event``) or ``(t, text)`` tuples.
+
+        An event already on the chart (same time, kind and text) is not added twice, so a
+        chart that followed a live stream can be given the full event list at the end.
+        """
+        for event in events:
+            self._add_marker(to_marker(event))
         return self
+
+    def _add_marker(self, marker: Marker) -> None:
+        if marker not in self._marker_set:
+            self._marker_set.add(marker)
+            self._markers.append(marker)
 
     def add_event(self, event: Any) -> LiveChart:
         return self.add_events([event])
@@ -169,8 +180,14 @@ class LiveChart:
         """Consume an async event stream into markers until the chart stops."""
 
         async def consume() -> None:
-            async for event in events:
-                self._markers.append(to_marker(event))
+            try:
+                async for event in events:
+                    self._add_marker(to_marker(event))
+            finally:
+                aclose = getattr(events, "aclose", None)
+                if aclose is not None:
+                    with contextlib.suppress(Exception):
+                        await aclose()
 
         task = asyncio.get_running_loop().create_task(consume(), name="zdlab-chart follow")
         self._followers.append(task)

@@ -201,6 +201,7 @@ async def run_sidecar_rolling_update(
     qps: float = 50.0,
     duration: float = 14.0,
     retries: bool = False,
+    max_retries: int | None = None,
     longtask_qps: float = 2.5,
     longtask_seconds: float = 10.0,
     longtask_workers: int = 40,
@@ -215,7 +216,9 @@ async def run_sidecar_rolling_update(
     (30 s, the original demo's; ``terminationGracePeriodSeconds`` stays 32);
     ``LONGTASK_WORKERS`` = ``longtask_workers`` (so the long-task load measures the drain, not
     a saturated worker pool); with ``retries``, the VirtualService gets the original's retry
-    policy with ``perTryTimeout`` raised to ``longtask_seconds + 5`` s.
+    policy with ``perTryTimeout`` raised to ``longtask_seconds + 5`` s. ``max_retries`` sets the
+    DestinationRule's ``connectionPool.http.maxRetries`` (retries in flight per cluster):
+    Istio's default is unlimited (2^32-1); Envoy's own default is 3.
     """
     at = _check(qps, duration, rollout_at)
     if longtask_seconds <= 5 and prestop_seconds > 5:
@@ -229,12 +232,16 @@ async def run_sidecar_rolling_update(
     if retries:
         retry_policy = {**ORIGINAL_RETRIES, "perTryTimeout": f"{int(longtask_seconds) + 5}s"}
         vs["spec"]["http"][0]["retries"] = retry_policy
+    dr = manifest("istio/destinationrule.yaml")
+    if max_retries is not None:
+        pool = dr["spec"].setdefault("trafficPolicy", {}).setdefault("connectionPool", {})
+        pool.setdefault("http", {})["maxRetries"] = int(max_retries)
     docs = [
         manifest("namespace.yaml"),
         manifest("configmap.yaml"),
         manifest("service.yaml"),
         deployment,
-        manifest("istio/destinationrule.yaml"),
+        dr,
         manifest("istio/gateway.yaml"),
         vs,
     ]
@@ -253,6 +260,7 @@ async def run_sidecar_rolling_update(
         "qps": qps,
         "duration": duration,
         "retries": retry_policy,
+        "max_retries": max_retries,
         "longtask_qps": longtask_qps,
         "longtask_seconds": longtask_seconds,
         "overrides": {
@@ -269,7 +277,9 @@ async def run_sidecar_rolling_update(
         )  # fmt: skip
 
     return await run_session(
-        "sidecar-rolling-update" + ("-retries" if retries else ""),
+        "sidecar-rolling-update"
+        + ("-retries" if retries else "")
+        + (f"-maxretries{max_retries}" if max_retries is not None else ""),
         cluster=cluster,
         cluster_options=dict(cluster_options or {}),
         params=params,

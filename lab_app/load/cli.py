@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from lab_app.load.options import MAX_DURATION_S, make_options
+from lab_app.load.results import is_success
 from lab_app.load.runner import LoadRun, run_load
 
 PROGRESS_EVERY_S = 5.0
@@ -120,10 +121,10 @@ def _main(args: argparse.Namespace) -> int:
             await asyncio.sleep(PROGRESS_EVERY_S)
             elapsed = time.monotonic() - started
             n = run.requests
-            errors = sum(1 for code in run.log.code[:n] if code < 200 or code >= 400)
+            failed = sum(1 for code in run.log.code[:n] if not is_success(code))
             print(
                 f"zdlab load: {elapsed:.0f}s, {n} calls, {n / elapsed:.1f} qps, "
-                f"{errors} errors/non-2xx-3xx",
+                f"{failed} non-2xx (incl. {run.log.code[:n].count(-1)} code -1)",
                 file=sys.stderr,
                 flush=True,
             )

@@ -170,6 +170,7 @@ class H11Client:
 
     async def _connect(self, deadline: float) -> _Connection:
         loop = self._loop
+        self.conn_id = -1  # a request that fails to connect had no socket
         try:
             async with asyncio.timeout_at(deadline):
                 _, proto = await loop.create_connection(

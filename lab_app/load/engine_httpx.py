@@ -94,7 +94,9 @@ class HttpxClient:
         self.hsize = 0
 
     async def _trace(self, event_name: str, info: dict) -> None:
-        if event_name == "connection.connect_tcp.complete":
+        if event_name == "connection.connect_tcp.started":
+            self.conn_id = -1
+        elif event_name == "connection.connect_tcp.complete":
             self.sockets += 1
             self.conn_id = self._serial[0]
             self._serial[0] += 1

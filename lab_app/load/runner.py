@@ -320,9 +320,10 @@ class LoadRun:
                 if sched > now:
                     await sleep(sched - now)
                 elif nocatchup and now - sched >= period:
-                    # Fallen behind by at least one slot: skip the missed ones, send the latest.
-                    i = int((now - first) / period)
-                    sched = first + i * period
+                    # Fallen behind by at least one slot: skip the missed ones, send the latest
+                    # (re-checked against the end of the schedule at the top of the loop).
+                    i = max(i + 1, int((now - first) / period))
+                    continue
             else:
                 sched = perf()
                 if sched >= end or (quota and count >= quota):
@@ -340,8 +341,8 @@ class LoadRun:
                 if version != last_version:
                     last_version, last_ver = version, intern_version(version)
                 flags = client.flags
-                if flags != last_flags:
-                    last_flags, last_flag = flags, intern_flags(flags)
+                if flags != last_flags:  # Envoy writes "-" for "no flags": keep it as none
+                    last_flags, last_flag = flags, intern_flags("" if flags == "-" else flags)
                 append(sched - perf0, sent - perf0, ended - perf0, client.status, 0, last_ver,
                        last_flag, w, client.conn_id, client.size, client.hsize)  # fmt: skip
             count += 1

@@ -45,6 +45,7 @@ def test_figure_has_code_error_version_latency_and_event_traces(mixed_runs):
     ok, refused = mixed_runs
     chart = LiveChart(live=False)
     chart.add_run(ok).add_run(refused).add_events(events_for(ok))
+    chart.add_events(events_for(ok))  # the same events again (e.g. followed, then listed)
     fig = chart.figure()
     names = [t.name for t in fig.data]
     for expected in ("gateway: 2xx", "gateway: 503", "dead: refused", "gateway: version v1",
@@ -84,8 +85,10 @@ def test_save_html_and_png(mixed_runs, tmp_path):
     else:
         png = chart.save_png(tmp_path / "chart.png")
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with pytest.raises(ConfigError, match="does not exist"):
-        chart.save_html(tmp_path / "missing" / "chart.html")
+    nested = chart.save_html(tmp_path / "out" / "figures" / "chart.html")
+    assert nested.is_file()
+    with pytest.raises(ConfigError, match="is a directory"):
+        chart.save_html(tmp_path / "out")
 
 
 def test_png_without_a_browser_is_a_clear_error(mixed_runs, tmp_path, monkeypatch):

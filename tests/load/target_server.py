@@ -3,10 +3,13 @@
 Run: ``python target_server.py [--version v1]``; it binds 127.0.0.1 on a free port and prints
 ``READY <port>``. Paths:
   /ok              200, header x-app-version
-  /status/<code>   that status; 503 also gets ``x-envoy-flags: UF`` (like Envoy's own 503s)
+  /status/<code>   that status; 503 gets ``x-envoy-flags: UF`` (like Envoy's own 503s),
+                   every other answer ``x-envoy-flags: -`` (Envoy's "no flags")
   /mix             alternates 200 and 503 (UF)
   /slow/<ms>       200 after <ms> milliseconds
   /close           200 with ``Connection: close`` (the server then closes the socket)
+  /idle-close      200, then the server closes the socket without saying so (like a
+                   keep-alive timeout firing between two requests)
   /__count         how many requests it served (this path excluded), as the body
 
 ``TargetServer`` starts it and waits for READY with a deadline; ``kill()`` SIGKILLs it, which
@@ -54,8 +57,10 @@ async def serve(version: str) -> None:
                     elif path == "/close":
                         close = True
                         extra += "Connection: close\r\n"
-                    if status == 503:
-                        extra += "x-envoy-flags: UF\r\n"
+                    elif path == "/idle-close":
+                        close = True
+                    # like Envoy's %RESPONSE_FLAGS%: "UF" on its own 503s, "-" for none
+                    extra += "x-envoy-flags: UF\r\n" if status == 503 else "x-envoy-flags: -\r\n"
                     body = b"ok" if status == 200 else b"no"
                 writer.write(
                     (

@@ -15,8 +15,8 @@ URL = os.environ["ZDLAB_TEST_URL"]
     """
 chart = LiveChart()          # live: we are in a kernel
 assert chart.live
-a = start_load(URL, qps=50, c=2, duration=3, label="a")
-b = start_load(URL, qps=20, c=2, duration=3, label="b")
+a = start_load(URL, qps=50, c=2, duration=4, label="a")
+b = start_load(URL, qps=20, c=2, duration=4, label="b")
 chart.add_run(a).add_run(b).add_events([(time.time() + 1, "marker")])
 chart.start()
 """,
@@ -30,8 +30,8 @@ assert chart.running
     """
 ra, rb = await a, await b
 await chart.wait(10)
-assert (ra.requests, rb.requests) == (150, 60), (ra.requests, rb.requests)
-assert ra.codes == {200: 150} and rb.codes == {200: 60}
+assert (ra.requests, rb.requests) == (200, 80), (ra.requests, rb.requests)
+assert ra.codes == {200: 200} and rb.codes == {200: 80}
 assert not chart.running and chart._redraws >= 3
 names = [t.name for t in chart.widget.data]
 assert "a: 2xx" in names and "b: 2xx" in names and "events" in names, names
@@ -61,4 +61,4 @@ def test_two_runs_across_cells_in_a_kernel(server, monkeypatch, tmp_path):
     )
     client.execute()
     last = nb.cells[-1]["outputs"]
-    assert any("OK 150 60" in out.get("text", "") for out in last), last
+    assert any("OK 200 80" in out.get("text", "") for out in last), last

@@ -221,3 +221,32 @@ async def test_snapshot_while_running(server):
     final = await run
     assert final.done and final.requests == 150
     assert run.results is final
+
+
+async def test_idle_socket_closed_by_the_server_is_reopened_not_counted_as_error(server):
+    """The server closes each socket after answering (no header): the next request notices the
+    closed socket before sending and opens a new one; nothing was sent, so nothing is retried."""
+    results = await start_load(server.url("/idle-close"), qps=20, c=1, n=5)
+    assert results.codes == {200: 5}
+    assert results.socket_count == 5
+
+
+@pytest.mark.parametrize("engine", ["h11", "httpx"])
+async def test_both_engines_agree_on_codes_sockets_and_errors(make_server, closed_port, engine):
+    srv = make_server("v2")
+    mixed = await start_load(srv.url("/mix"), qps=0, c=2, n=20, engine=engine)
+    assert mixed.engine == engine
+    assert mixed.codes == {200: 10, 503: 10}
+    assert mixed.by_version == {"v2": 20} and mixed.by_flags == {"UF": 10}
+    assert mixed.socket_count == 2
+    refused = await start_load(f"http://127.0.0.1:{closed_port}/", n=4, c=2, engine=engine)
+    assert refused.errors["refused"] == 4 and refused.codes == {-1: 4}
+    slow = await start_load(srv.url("/slow/500"), n=1, c=1, timeout=0.1, engine=engine)
+    assert slow.errors["timeout"] == 1
+    run = start_load(srv.url("/slow/300"), qps=20, c=2, duration=1.5, timeout=2, engine=engine)
+    await wait_until(lambda: run.requests >= 2, 5, "first answers")
+    await asyncio.to_thread(srv.kill)
+    killed = await run
+    assert killed.errors["reset"] >= 1 and killed.errors["refused"] >= 1
+    assert other_tasks() == set()
+    assert connections_to(srv.port) == []

@@ -151,11 +151,12 @@ def test_weights_summing_to_zero() -> None:
     err = fails(text)
     assert err.field == "spec.http[0].route"
     assert "weight 0" in str(err)
-    assert err.line == line_of(text, "- route:")  # type: ignore[attr-defined]
+    assert err.line == line_of(text, "route:")  # type: ignore[attr-defined]
     # The same rule applies to objects built in code (e.g. a weight change).
     (vs,) = load_manifests(VS_V1_V2)
-    for d in vs["spec"]["http"][0]["route"]:
-        d["weight"] = 0
+    for route in vs["spec"]["http"]:
+        for d in route["route"]:
+            d["weight"] = 0
     with pytest.raises(ManifestError, match="weight 0"):
         check_routes([vs], [])
 
@@ -210,11 +211,11 @@ def test_unquoted_boolean_in_a_configmap() -> None:
             "spec.http[0].retries.perTryTimout",
             "did you mean 'perTryTimeout'",
         ),
-        ("perTryTimeout: 2s", "perTryTimeout: 2", "spec.http[0].retries.perTryTimeout", "duration"),
+        ("perTryTimeout: 2s", "perTryTimeout: 2", "spec.http[1].retries.perTryTimeout", "duration"),
         (
             "perTryTimeout: 2s",
             "perTryTimeout: 2x",
-            "spec.http[0].retries.perTryTimeout",
+            "spec.http[1].retries.perTryTimeout",
             "invalid duration",
         ),
         (
@@ -236,9 +237,9 @@ def test_unquoted_boolean_in_a_configmap() -> None:
             "Version_V1",
         ),
         (
-            "  - route:",
-            "  - match:\n        - uri: {prefix: /a, exact: /b}\n      route:",
-            "spec.http[0].match[0].uri",
+            "    - name: default\n      route:",
+            "    - name: default\n      match:\n        - uri: {prefix: /a, exact: /b}\n      route:",
+            "spec.http[1].match[0].uri",
             "exactly one of",
         ),
     ],

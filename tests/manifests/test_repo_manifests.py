@@ -276,11 +276,16 @@ def test_virtualservices_share_one_name_and_route_through_the_gateway() -> None:
         assert vs["spec"]["hosts"] == ["*"]
     (route,) = single["spec"]["http"]
     assert route["route"] == [{"destination": {"host": APP, "port": {"number": 8080}}}]
-    (http,) = weighted["spec"]["http"]
-    assert [(d["destination"]["subset"], d["weight"]) for d in http["route"]] == [
-        ("version-v1", 90),
-        ("version-v2", 10),
-    ]
+    long_tasks, http = weighted["spec"]["http"]
+    for route in (long_tasks, http):
+        assert [(d["destination"]["subset"], d["weight"]) for d in route["route"]] == [
+            ("version-v1", 90),
+            ("version-v2", 10),
+        ]
+    # The long-task route's per-try timeout exceeds the longest task (60 s): the original's
+    # 2 s would turn every /k8s/longTask into 504 UT.
+    assert long_tasks["match"] == [{"uri": {"prefix": "/k8s/longTask"}}]
+    assert long_tasks["retries"]["perTryTimeout"] == "65s"
     assert http["retries"] == {
         "attempts": 5,
         "perTryTimeout": "2s",

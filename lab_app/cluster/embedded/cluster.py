@@ -206,6 +206,7 @@ class EmbeddedCluster:
         self._deployments = DeploymentController(
             emit=self._emit, create_pod=self._create_pod, delete_pod=self._delete_pod
         )
+        self._warmup: asyncio.Task[None] | None = None
         self._started = False
         self._closed = False
         self.started_at: float | None = None
@@ -266,6 +267,8 @@ class EmbeddedCluster:
             )
             await self._gateway.start()
             self._loop_task = asyncio.create_task(self._control_loop(), name="zdlab-controllers")
+            # the manifest validator loads Kubernetes' schemas once (~2 s): do it now, aside
+            self._warmup = asyncio.create_task(asyncio.to_thread(_warm_validator))
         except BaseException:
             await self.close()
             raise
@@ -939,6 +942,10 @@ class EmbeddedCluster:
             raise ConfigError(f"service/{service} is not applied (services: {known})")
         return proxy.url
 
+    def service_urls(self) -> dict[str, str]:
+        """Every applied Service and the kube-proxy URL that reaches it."""
+        return {name: proxy.url for name, proxy in sorted(self._service_proxies.items())}
+
     def _envoy_of(self, proxy: str) -> EnvoyProcess:
         if proxy in ("gateway", "istio-ingressgateway", "proxy/gateway"):
             assert self._gateway is not None
@@ -961,6 +968,13 @@ class EmbeddedCluster:
         if kind not in ("routes", "clusters", "endpoints", "listeners"):
             raise ConfigError(f"kind {kind!r} is not routes, clusters, endpoints or listeners")
         return await self._envoy_of(proxy).proxy_config(kind)
+
+    async def proxy_stats(
+        self, proxy: str = "gateway", filter: str | None = None
+    ) -> dict[str, Any]:
+        """A proxy's Envoy stats (``/stats?filter=REGEX``), e.g. ``upstream_rq_active``."""
+        self._check_open()
+        return await self._envoy_of(proxy).admin.stats(filter)
 
     async def logs(self, pod: str, tail: int | None = None, previous: bool = False) -> str:
         """The pod's app container log (``previous=True``: the container before the restart)."""
@@ -1018,6 +1032,13 @@ def _route_shares(vs: Mapping[str, Any]) -> dict[str, float]:
         ): int(d.get("weight", 0)) / total
         for d in dests
     }
+
+
+def _warm_validator() -> None:
+    from lab_app.manifests import load_documents
+
+    with contextlib.suppress(Exception):
+        load_documents({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "warm-up"}})
 
 
 def _read_text(path: Path) -> str:

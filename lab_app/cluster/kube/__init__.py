@@ -3,10 +3,25 @@
 Modules: ``client`` (kubeconfig, probe), ``resources`` (manifest -> API request),
 ``rollout`` (kubectl's rollout status), ``eventmap`` (Kubernetes happenings -> EventKind),
 ``watches`` (watch threads, event hub), ``gateway`` (where load goes), ``weights``
-(make-before-break VirtualService patch), ``images`` (build + kind/minikube load),
-``proxy`` (istioctl proxy-config / Envoy admin), ``pods`` (PodInfo), ``cluster``.
+(make-before-break VirtualService patch), ``images`` (build + kind/minikube load, also
+``python -m lab_app.cluster.kube.images``), ``proxy`` (istioctl proxy-config / Envoy
+admin), ``pods`` (PodInfo), ``cluster`` (KubeCluster).
 """
 
-from lab_app.cluster.kube.cluster import KubeCluster
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lab_app.cluster.kube.cluster import KubeCluster
 
 __all__ = ["KubeCluster"]
+
+
+def __getattr__(name: str) -> Any:
+    # lazy, so `python -m lab_app.cluster.kube.images` does not import itself twice
+    if name == "KubeCluster":
+        from lab_app.cluster.kube.cluster import KubeCluster
+
+        return KubeCluster
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -55,11 +55,18 @@ from lab_app.cluster.kube.resources import (
     type_for_kind,
 )
 from lab_app.cluster.kube.rollout import wait_for_rollout
+from lab_app.cluster.kube.settle import gateway_bound, settle_problem
 from lab_app.cluster.kube.watches import EventHub, WatchLoop
 from lab_app.cluster.kube.weights import validate_weights, weights_patch
 from lab_app.errors import ConfigError, LabError
 
 DEFAULT_SERVICE = "zero-downtime-rollingupdate"
+
+
+class ConfigNotSettledError(LabError, TimeoutError):
+    """The gateway's Envoy did not reach the applied routing config in time."""
+
+
 INJECTION_LABEL = {"istio-injection": "enabled"}
 NAMESPACE_MANIFEST = images_mod.REPO_ROOT / "manifests" / "namespace.yaml"
 
@@ -103,6 +110,7 @@ class KubeCluster:
         self._watches: list[WatchLoop] = []
         self._waits: set[k8s_watch.Watch] = set()
         self._waits_lock = threading.Lock()
+        self._wait_stops: set[threading.Event] = set()
         self._closed = False
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -210,10 +218,17 @@ class KubeCluster:
         self._closed = True
         for loop in self._watches:
             loop.stop()
-        with self._waits_lock:
-            waits = list(self._waits)
-        for watcher in waits:
-            watcher.stop()
+        for stop in list(self._wait_stops):
+            stop.set()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # rollout waits in progress: interrupt them
+            with self._waits_lock:
+                waits = list(self._waits)
+            if not waits:
+                break
+            for watcher in waits:
+                watcher.stop()
+            await asyncio.sleep(0.05)
 
         def join() -> None:
             for loop in self._watches:
@@ -371,18 +386,25 @@ class KubeCluster:
                 on_watch=on_watch,
             )
         )
+        self._wait_stops.add(stop)
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
             stop.set()
-            with self._waits_lock:
-                for watcher in current:
-                    watcher.stop()
+            deadline = time.monotonic() + 10
+            while not task.done() and time.monotonic() < deadline:
+                with self._waits_lock:  # repeated: a watch may not have had its socket yet
+                    for watcher in current:
+                        watcher.stop()
+                await asyncio.wait({task}, timeout=0.05)
             with contextlib.suppress(BaseException):
-                await task
+                if task.done():
+                    task.result()
             raise
         except ApiException as exc:
             raise api_error(exc, f"watching deployment/{deployment}") from None
+        finally:
+            self._wait_stops.discard(stop)
 
     async def scale(self, deployment: str, replicas: int) -> None:
         """Patch the Deployment's ``scale`` subresource (what ``kubectl scale`` does)."""
@@ -477,6 +499,66 @@ class KubeCluster:
             )
         )
 
+    async def config_settled(self, timeout: float = 30.0) -> None:
+        """Until the ingress gateway routes every gateway-bound VirtualService as its spec
+        says, with a healthy endpoint behind each route (see ``settle``); polls the
+        gateway's real Envoy config every half second. ``ConfigNotSettledError`` after
+        ``timeout`` seconds, naming what is still missing."""
+        self._check_open()
+        deadline = time.monotonic() + timeout
+        while True:
+            problem = await asyncio.to_thread(self._settle_problem)
+            if problem is None:
+                return
+            if time.monotonic() >= deadline:
+                raise ConfigNotSettledError(
+                    f"Istio's config did not reach the gateway within {timeout:g} s: {problem}"
+                )
+            await asyncio.sleep(0.5)
+
+    def _settle_problem(self) -> str | None:
+        vs_type = type_for_kind("VirtualService")
+        try:
+            listing = self.clients.custom.list_namespaced_custom_object(
+                vs_type.group, vs_type.version, self.namespace, vs_type.plural, _request_timeout=10
+            )
+        except ApiException as exc:
+            if exc.status == 404:  # Istio not installed: nothing routes through a gateway
+                return None
+            raise api_error(exc, "listing virtualservices") from None
+        virtualservices = [vs for vs in listing.get("items", []) if gateway_bound(vs)]
+        if not virtualservices:
+            return None
+
+        def rows(kind: str) -> list[dict[str, Any]] | None:
+            view = proxy_mod.proxy_config(
+                self.clients.core,
+                kind,
+                "gateway",
+                self.namespace,
+                context=self._context_arg(),
+                kubeconfig=self._kubeconfig,
+                istioctl=self._istioctl,
+            )
+            return getattr(view, "rows", None)
+
+        try:
+            routes = rows("routes")
+            if routes is None:  # no shared view to read Envoy's routes with: cannot tell
+                return None
+            problem = settle_problem(virtualservices, routes, None, self.namespace)
+            if problem is None:
+                endpoints = rows("endpoints")
+                problem = settle_problem(virtualservices, routes, endpoints or [], self.namespace)
+        except LabError as exc:  # e.g. the gateway pod is not ready yet
+            return str(exc)
+        except ApiException as exc:
+            return f"HTTP {exc.status} reading the gateway's config"
+        return problem
+
+    def _context_arg(self) -> str | None:
+        return self.context.name if self.context.flavour != "in-cluster" else None
+
     async def pods(self, selector: Mapping[str, str] | None = None) -> list[PodInfo]:
         self._check_open()
 
@@ -555,14 +637,13 @@ class KubeCluster:
     async def proxy_config(self, kind: ProxyConfigKind = "routes", proxy: str = "gateway") -> Any:
         self._check_open()
         proxy_mod.check_kind(kind)
-        context = self.context.name if self.context.flavour != "in-cluster" else None
         return await asyncio.to_thread(
             proxy_mod.proxy_config,
             self.clients.core,
             kind,
             proxy,
             self.namespace,
-            context=context,
+            context=self._context_arg(),
             kubeconfig=self._kubeconfig,
             istioctl=self._istioctl,
         )

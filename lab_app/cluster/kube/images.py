@@ -118,7 +118,8 @@ def run_streaming(args: Sequence[str], echo: Echo = print, cwd: Path | None = No
             process.kill()
             process.wait()
     if code != 0:
-        raise LabError(f"{' '.join(args[:3])} ... failed with exit status {code}: {tail[-1:]}")
+        last = next((line for line in reversed(tail) if line.strip()), "")
+        raise LabError(f"{' '.join(args[:2])} ... failed with exit status {code}: {last.strip()}")
 
 
 def build_and_load(

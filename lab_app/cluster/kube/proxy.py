@@ -11,6 +11,7 @@ result goes through it, so a notebook shows the same table on both backends.
 from __future__ import annotations
 
 import http.client
+import importlib
 import json
 import shutil
 import socket
@@ -100,11 +101,12 @@ def istioctl_to_admin(kind: str, data: Any) -> dict[str, Any]:
 
 def shared_view() -> Callable[[Any, str], Any] | None:
     """The embedded backend's ``proxy_config_view`` when that part exists."""
-    try:
-        from lab_app.cluster.embedded.envoy.translate import proxy_config_view
-    except ImportError:
-        return None
-    return proxy_config_view
+    for module in ("lab_app.cluster.embedded.envoy.proxy_config", "lab_app.cluster.embedded.envoy"):
+        try:
+            return importlib.import_module(module).proxy_config_view
+        except (ImportError, AttributeError):
+            continue
+    return None
 
 
 def view(kind: str, admin_data: dict[str, Any]) -> Any:

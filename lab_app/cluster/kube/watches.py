@@ -127,7 +127,12 @@ class WatchLoop:
             watcher.stop()
 
     def join(self, timeout: float) -> bool:
-        self._thread.join(timeout)
+        """Wait for the thread, repeating ``stop()``: a watch whose response had not arrived
+        at the first ``Watch.stop()`` had no socket to shut yet, it has one now."""
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            self.stop()
+            self._thread.join(0.05)
         return not self._thread.is_alive()
 
     @property

@@ -225,6 +225,8 @@ async def test_proxy_config_shows_weights_and_istio_cluster_names(envoys, upstre
 
     listeners = await gw.proxy_config("listeners")
     assert listeners.rows[0]["DESTINATION"] == "Route: http.80"
+    bound = (await gw.admin.listener_addresses())["0.0.0.0_80"][1]
+    assert listeners.rows[0]["PORT"] == bound != 0  # the real port, not the configured 0
     assert "Route: http.80" in str(listeners)
 
 

@@ -63,6 +63,13 @@ async def test_start_without_binary_leaves_nothing(no_envoy_anywhere, tmp_path):
     assert proc.pid is None
 
 
+async def test_bad_envoy_bin_is_envoy_not_found(tmp_path):
+    proc = EnvoyProcess(tmp_path / "gw", envoy_bin=tmp_path / "nope")
+    with pytest.raises(EnvoyNotFoundError, match="nope"):
+        await proc.start()
+    assert not (tmp_path / "gw").exists()
+
+
 @needs_envoy
 def test_env_and_path_fallbacks(monkeypatch, tmp_path):
     real = find_envoy()

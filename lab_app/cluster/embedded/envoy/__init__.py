@@ -33,9 +33,13 @@ Translation, pure functions, no I/O (``translate.py``)::
         # listener "virtualInbound" on 127.0.0.1:pod_port -> cluster "inbound|8080||"
     # listen ports may be 0 (Envoy picks): read them with admin.listener_addresses();
     # listener names: gateway "0.0.0.0_<gateway port>", kube-proxy "kube-proxy_<port>"
-    proxy_config_view(config_dump, kind) -> ProxyConfigView       # `istioctl proxy-config`
-        # kind: routes | clusters | endpoints | listeners; .rows (list[dict]), .table() (str)
     # untranslatable input raises lab_app.errors.ManifestError(source="kind/name", field=...)
+
+``istioctl proxy-config`` rows (``proxy_config.py``, also importable from translate.py)::
+
+    proxy_config_view(config_dump, kind) -> ProxyConfigView
+        # kind: routes | clusters | endpoints (pass /clusters JSON) | listeners;
+        # .rows (list[dict]; routes rows also carry "weights": {cluster: weight}), .table()
 
 The Envoy process (``process.py``)::
 
@@ -102,13 +106,12 @@ from __future__ import annotations
 from lab_app.cluster.embedded.envoy.admin import EnvoyAdmin, UpdateCounts, subscription
 from lab_app.cluster.embedded.envoy.binary import find_envoy
 from lab_app.cluster.embedded.envoy.process import EnvoyProcess, kill_all_envoys, running_envoy_pids
+from lab_app.cluster.embedded.envoy.proxy_config import ProxyConfigView, proxy_config_view
 from lab_app.cluster.embedded.envoy.translate import (
     Endpoint,
-    ProxyConfigView,
     Snapshot,
     envoy_cluster_name,
     gateway_snapshot,
-    proxy_config_view,
     service_fqdn,
     service_proxy_snapshot,
     sidecar_snapshot,

@@ -46,7 +46,7 @@ from typing import Any
 from lab_app.cluster.embedded.envoy.admin import EnvoyAdmin
 from lab_app.cluster.embedded.envoy.binary import find_envoy
 from lab_app.cluster.embedded.envoy.xds import PushResult, XdsPusher
-from lab_app.errors import ConfigError, LabError, PortInUseError
+from lab_app.errors import ConfigError, EnvoyNotFoundError, LabError, PortInUseError
 
 FILE_FLUSH_MS = 100
 PR_SET_PDEATHSIG = 1
@@ -288,6 +288,8 @@ class EnvoyProcess:
         if self.alive:
             raise LabError(f"Envoy {self.name} is already running (pid {self.pid})")
         binary = self.envoy_bin or find_envoy()
+        if not (binary.is_file() and os.access(binary, os.X_OK)):
+            raise EnvoyNotFoundError(f"envoy_bin {binary} is not an executable file")
         self.workdir.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.xds.root, ignore_errors=True)
         for path in (self.admin_address_path, self.log_path, self.stderr_path):
@@ -449,7 +451,13 @@ class EnvoyProcess:
 
         if kind == "endpoints":
             return proxy_config_view(await self.admin.clusters(), kind)
-        return proxy_config_view(await self.admin.config_dump(), kind)
+        view = proxy_config_view(await self.admin.config_dump(), kind)
+        if kind == "listeners":  # show the bound port of a listener configured with port 0
+            bound = await self.admin.listener_addresses()
+            for row in view.rows:
+                if row.get("name") in bound:
+                    row["PORT"] = bound[row["name"]][1]
+        return view
 
     async def __aenter__(self) -> EnvoyProcess:
         if not self.alive:

@@ -1,0 +1,145 @@
+"""``zdlab experiment NAME``: run one of the lab's experiments from a terminal.
+
+Prints fortio's report for each load run, the experiment's steps and a one-line verdict, and
+writes the whole ``ExperimentResult`` as JSON with ``--json``. The first Ctrl-C stops the
+experiment early: the partial results are still printed and written, and every process is
+stopped; a second Ctrl-C aborts at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import threading
+from typing import Any
+
+from lab_app.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from lab_app.experiments import EXPERIMENTS
+
+    parser = subparsers.add_parser(
+        "experiment",
+        help="run a rollout experiment under load and report what the clients saw",
+        description=(
+            "Run an experiment on the embedded backend (or ZDLAB_BACKEND): "
+            + ", ".join(EXPERIMENTS)
+            + ". Prints a fortio-style report per load run and the verdict."
+        ),
+    )
+    parser.add_argument("name", choices=sorted(EXPERIMENTS), help="the experiment")
+    parser.add_argument("--qps", type=float, default=None, help="queries per second on /k8s/demo")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="seconds of load (subset-cutover: split over the baseline and the weight steps)",
+    )
+    parser.add_argument("--step-seconds", type=float, default=None, help="subset-cutover: step")
+    parser.add_argument(
+        "--via", choices=("service", "gateway"), default=None, help="naive-rolling-update: path"
+    )
+    parser.add_argument("--retries", action="store_true", help="sidecar-rolling-update: retries")
+    parser.add_argument(
+        "--max-retries", type=int, default=None, help="sidecar-rolling-update: DR maxRetries"
+    )
+    parser.add_argument("--longtask-qps", type=float, default=None, help="load on /k8s/longTask")
+    parser.add_argument("--longtask-seconds", type=float, default=None, help="length of a task")
+    parser.add_argument("--json", default=None, metavar="FILE", help="write the result as JSON")
+    parser.add_argument(
+        "--backend", default=None, help="embedded (default) or kubernetes (ZDLAB_BACKEND)"
+    )
+    parser.set_defaults(func=_main)
+
+
+def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    name = args.name
+    kw: dict[str, Any] = {}
+    if args.qps is not None:
+        kw["qps"] = args.qps
+    if name == "subset-cutover":
+        if args.step_seconds is not None:
+            kw["step_seconds"] = args.step_seconds
+        elif args.duration is not None:
+            kw["step_seconds"] = max(1.0, args.duration / 4)
+    else:
+        if args.step_seconds is not None:
+            raise ConfigError("--step-seconds is for subset-cutover; use --duration")
+        if args.duration is not None:
+            kw["duration"] = args.duration
+    if args.via is not None:
+        if name != "naive-rolling-update":
+            raise ConfigError("--via is for naive-rolling-update")
+        kw["via"] = args.via
+    if args.retries or args.max_retries is not None:
+        if name != "sidecar-rolling-update":
+            raise ConfigError("--retries/--max-retries are for sidecar-rolling-update")
+        kw["retries"] = args.retries
+        kw["max_retries"] = args.max_retries
+    for flag in ("longtask_qps", "longtask_seconds"):
+        value = getattr(args, flag)
+        if value is not None:
+            if name not in ("sidecar-rolling-update", "subset-cutover"):
+                raise ConfigError(f"--{flag.replace('_', '-')} is for the Istio experiments")
+            kw[flag] = value
+    return kw
+
+
+def _main(args: argparse.Namespace) -> int:
+    from lab_app.experiments import EXPERIMENTS
+
+    kwargs = _kwargs(args)
+    if args.json:
+        _check_writable(args.json)
+    fn = EXPERIMENTS[args.name]
+
+    async def main() -> Any:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        presses = 0
+
+        def on_sigint() -> None:
+            nonlocal presses
+            presses += 1
+            if presses == 1:
+                print("\nzdlab: stopping (partial results follow; Ctrl-C again to abort)",
+                      file=sys.stderr)  # fmt: skip
+                stop.set()
+            elif task is not None:
+                task.cancel()
+
+        if threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signal.SIGINT, on_sigint)
+        options = {"backend": args.backend} if args.backend else {}
+        cluster = None
+        if options:
+            from lab_app.cluster import connect
+
+            cluster = await connect(**options)
+        try:
+            return await fn(cluster, stop=stop, **kwargs)
+        finally:
+            if cluster is not None:
+                await cluster.close()
+
+    result = asyncio.run(main())
+    print(result.summary())
+    if args.json:
+        path = result.save_json(args.json)
+        print(f"zdlab: result written to {path}", file=sys.stderr)
+    return 130 if result.interrupted else 0
+
+
+def _check_writable(path_text: str) -> None:
+    from pathlib import Path
+
+    path = Path(path_text)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ConfigError(f"--json {path_text}: directory {parent} does not exist")
