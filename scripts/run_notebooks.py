@@ -111,12 +111,19 @@ def write_index(out_dir: Path, outcomes: list[Outcome], params: dict[str, object
                     f"<iframe src='{rel}' width='960' height='620' frameborder='0'></iframe>"
                 )
     passed = sum(o.ok for o in outcomes)
+    backend = html.escape(os.environ.get("ZDLAB_BACKEND", "embedded"))
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    shown = html.escape(json.dumps(params))
+    style = (
+        "body{font-family:sans-serif;margin:2em}td,th{padding:4px 10px;"
+        "border-bottom:1px solid #ddd}.ok td:nth-child(2){color:#080}"
+        ".fail td:nth-child(2){color:#c00;font-weight:bold}"
+    )
     page = f"""<!doctype html><meta charset="utf-8"><title>zdlab run</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:4px 10px;border-bottom:1px solid #ddd}}
-.ok td:nth-child(2){{color:#080}}.fail td:nth-child(2){{color:#c00;font-weight:bold}}</style>
+<style>{style}</style>
 <h1>zdlab: {passed} of {len(outcomes)} notebooks passed</h1>
-<p>Run at {time.strftime("%Y-%m-%d %H:%M:%S")}, backend {html.escape(os.environ.get("ZDLAB_BACKEND", "embedded"))},
-parameters {html.escape(json.dumps(params))}. Each notebook's <code>assert</code> cells are its verdict.</p>
+<p>Run at {stamp}, backend {backend}, parameters {shown}.
+Each notebook's <code>assert</code> cells are its verdict.</p>
 <table><tr><th>notebook</th><th>verdict</th><th>time</th><th>error</th><th>figures</th></tr>
 {"".join(rows)}</table>
 <h2>Charts</h2>{"".join(embeds) or "<p>No figures were saved.</p>"}

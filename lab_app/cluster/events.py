@@ -57,5 +57,7 @@ class Event:
         return asdict(self)
 
     def __str__(self) -> str:
-        stamp = time.strftime("%H:%M:%S", time.localtime(self.t)) + f".{int(self.t * 1000) % 1000:03d}"
+        stamp = (
+            time.strftime("%H:%M:%S", time.localtime(self.t)) + f".{int(self.t * 1000) % 1000:03d}"
+        )
         return f"{stamp} {self.kind:<18} {self.obj} {self.message}".rstrip()

@@ -373,3 +373,15 @@ async def test_a_failing_watch_says_so_once(kubeconfig, fake_api):
         assert all("HTTP 404" in e.message for e in notes)
     finally:
         await cluster.close()
+
+
+async def test_weights_not_seen_in_the_gateway_are_reported(cluster, fake_api):
+    fake_api.on(
+        "GET", f"{ISTIO}/virtualservices", {"items": [manifest("istio/virtualservice.yaml")]}
+    )
+    fake_api.on("GET", "/api/v1/namespaces/istio-system/pods", {"items": []})
+    before = time.time()
+    await cluster._await_push("weights", before, {"virtualservice": APP}, timeout=1)
+    (note,) = cluster.events(since=before)
+    assert (note.kind, note.obj) == (EventKind.NOTE, "proxy/gateway")
+    assert "not seen in the gateway within 1 s (no ready ingress gateway pod" in note.message

@@ -228,3 +228,10 @@ def test_istioctl_arguments_and_proxy_names():
     assert proxy_mod.find_proxy_pod(None, "web-1", "zdlab") == ("web-1", "zdlab")
     with pytest.raises(ConfigError, match="not one of routes, clusters, endpoints, listeners"):
         proxy_mod.check_kind("secrets")
+
+
+def test_stats_of_the_real_envoy(envoy_admin):
+    path = proxy_mod.stats_path(r"\|version-v1\|.*upstream_rq_active$")
+    assert path.startswith("/stats?format=json&filter=")
+    stats = proxy_mod.parse_stats(json.loads(get(envoy_admin, path)))
+    assert stats == {f"cluster.{V1}.upstream_rq_active": 0}

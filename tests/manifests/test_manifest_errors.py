@@ -238,7 +238,8 @@ def test_unquoted_boolean_in_a_configmap() -> None:
         ),
         (
             "    - name: default\n      route:",
-            "    - name: default\n      match:\n        - uri: {prefix: /a, exact: /b}\n      route:",
+            "    - name: default\n      match:\n"
+            "        - uri: {prefix: /a, exact: /b}\n      route:",
             "spec.http[1].match[0].uri",
             "exactly one of",
         ),

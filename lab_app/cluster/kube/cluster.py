@@ -111,6 +111,7 @@ class KubeCluster:
         self._waits: set[k8s_watch.Watch] = set()
         self._waits_lock = threading.Lock()
         self._wait_stops: set[threading.Event] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -216,6 +217,10 @@ class KubeCluster:
         if self._closed:
             return
         self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=15)
         for loop in self._watches:
             loop.stop()
         for stop in list(self._wait_stops):
@@ -489,15 +494,64 @@ class KubeCluster:
             return patch
 
         await asyncio.to_thread(run)
+        changed_at = time.time()
         shown = " / ".join(f"{s} {w}" for s, w in checked.items())
         self._hub.publish(
             Event(
                 EventKind.WEIGHTS_CHANGED,
                 f"virtualservice/{virtualservice}",
                 shown,
-                data={"weights": dict(checked)},
+                changed_at,
+                {"weights": dict(checked)},
             )
         )
+        self._confirm_push("weights", changed_at, {"virtualservice": virtualservice})
+
+    def _confirm_push(self, reason: str, changed_at: float, data: dict[str, Any]) -> None:
+        """In the background, watch the gateway's Envoy take the change: ConfigPushed."""
+        task = asyncio.get_running_loop().create_task(
+            self._await_push(reason, changed_at, data), name=f"zdlab-push-{reason}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _await_push(
+        self, reason: str, changed_at: float, data: dict[str, Any], timeout: float = 30.0
+    ) -> None:
+        """Poll the gateway's routes until they match; the event's time is when seen, so its
+        lag includes the poll period (a few hundred ms), unlike the embedded backend's."""
+        deadline = time.monotonic() + timeout
+        problem: str | None = "not checked"
+        while time.monotonic() < deadline and not self._closed:
+            problem = await asyncio.to_thread(self._settle_problem, False, True)
+            if problem is None:
+                now = time.time()
+                lag_ms = (now - changed_at) * 1000
+                self._hub.publish(
+                    Event(
+                        EventKind.CONFIG_PUSHED,
+                        "proxy/gateway",
+                        f"{reason}: seen in the gateway {lag_ms:.0f} ms after the change",
+                        now,
+                        {
+                            **data,
+                            "reason": reason,
+                            "lag_ms": round(lag_ms, 1),
+                            "changed_at": changed_at,
+                        },
+                    )
+                )
+                return
+            await asyncio.sleep(0.2)
+        if not self._closed:
+            self._hub.publish(
+                Event(
+                    EventKind.NOTE,
+                    "proxy/gateway",
+                    f"{reason}: not seen in the gateway within {timeout:g} s ({problem})",
+                    data={**data, "reason": reason},
+                )
+            )
 
     async def config_settled(self, timeout: float = 30.0) -> None:
         """Until the ingress gateway routes every gateway-bound VirtualService as its spec
@@ -507,7 +561,7 @@ class KubeCluster:
         self._check_open()
         deadline = time.monotonic() + timeout
         while True:
-            problem = await asyncio.to_thread(self._settle_problem)
+            problem = await asyncio.to_thread(self._settle_problem, True, False)
             if problem is None:
                 return
             if time.monotonic() >= deadline:
@@ -516,7 +570,10 @@ class KubeCluster:
                 )
             await asyncio.sleep(0.5)
 
-    def _settle_problem(self) -> str | None:
+    def _settle_problem(self, endpoints: bool = True, strict: bool = False) -> str | None:
+        """``None`` when the gateway holds the config. ``strict``: "cannot tell" (no Istio,
+        nothing routed, no readable view) is a problem too, not a success."""
+        unknown = "the gateway's config cannot be read" if strict else None
         vs_type = type_for_kind("VirtualService")
         try:
             listing = self.clients.custom.list_namespaced_custom_object(
@@ -524,11 +581,11 @@ class KubeCluster:
             )
         except ApiException as exc:
             if exc.status == 404:  # Istio not installed: nothing routes through a gateway
-                return None
-            raise api_error(exc, "listing virtualservices") from None
+                return unknown
+            return f"HTTP {exc.status} listing virtualservices"
         virtualservices = [vs for vs in listing.get("items", []) if gateway_bound(vs)]
         if not virtualservices:
-            return None
+            return unknown
 
         def rows(kind: str) -> list[dict[str, Any]] | None:
             view = proxy_mod.proxy_config(
@@ -545,9 +602,9 @@ class KubeCluster:
         try:
             routes = rows("routes")
             if routes is None:  # no shared view to read Envoy's routes with: cannot tell
-                return None
+                return unknown
             problem = settle_problem(virtualservices, routes, None, self.namespace)
-            if problem is None:
+            if problem is None and endpoints:
                 endpoints = rows("endpoints")
                 problem = settle_problem(virtualservices, routes, endpoints or [], self.namespace)
         except LabError as exc:  # e.g. the gateway pod is not ready yet
@@ -646,6 +703,15 @@ class KubeCluster:
             context=self._context_arg(),
             kubeconfig=self._kubeconfig,
             istioctl=self._istioctl,
+        )
+
+    async def proxy_stats(
+        self, proxy: str = "gateway", filter: str | None = None
+    ) -> dict[str, int | float]:
+        """A proxy's Envoy stats (``/stats?filter=REGEX``), e.g. ``upstream_rq_active``."""
+        self._check_open()
+        return await asyncio.to_thread(
+            proxy_mod.proxy_stats, self.clients.core, proxy, self.namespace, filter
         )
 
     async def logs(self, pod: str, tail: int | None = None) -> str:

@@ -16,7 +16,8 @@ import json
 import shutil
 import socket
 import subprocess
-from collections.abc import Callable, Sequence
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kubernetes import client as k8s
@@ -145,6 +146,31 @@ def run_istioctl(args: Sequence[str], timeout: float = 60.0) -> Any:
         return json.loads(done.stdout)
     except ValueError:
         raise LabError(f"{' '.join(args)} did not print JSON") from None
+
+
+def stats_path(filter: str | None) -> str:
+    query = {"format": "json"}
+    if filter:
+        query["filter"] = filter
+    return "/stats?" + urllib.parse.urlencode(query)
+
+
+def parse_stats(data: Mapping[str, Any]) -> dict[str, int | float]:
+    """Counters and gauges of ``/stats?format=json`` as ``{name: value}`` (no histograms)."""
+    out: dict[str, int | float] = {}
+    for item in data.get("stats") or []:
+        value = item.get("value")
+        if "name" in item and isinstance(value, int | float) and not isinstance(value, bool):
+            out[item["name"]] = value
+    return out
+
+
+def proxy_stats(
+    core: k8s.CoreV1Api, proxy: str, namespace: str, filter: str | None = None
+) -> dict[str, int | float]:
+    """Blocking: a proxy's Envoy stats (``filter``: Envoy's regex), via a port-forward."""
+    pod, pod_namespace = find_proxy_pod(core, proxy, namespace)
+    return parse_stats(admin_via_port_forward(core, pod, pod_namespace, stats_path(filter)))
 
 
 def admin_via_port_forward(core: k8s.CoreV1Api, pod: str, namespace: str, path: str) -> Any:
