@@ -7,15 +7,12 @@ executed results go (``out/``), and a cluster that is closed even when a cell fa
 
 from __future__ import annotations
 
-import asyncio
-import atexit
 import contextlib
 import importlib.metadata
 import json
 import os
 import platform
 import sys
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -114,31 +111,18 @@ def result_row(scenario: str, results: Any, seconds: float | None = None) -> dic
     }
 
 
-_open_clusters: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
 async def open_cluster(backend_name: str, **options: Any) -> Any:
-    """``connect()`` plus a safety net: the cluster is closed at interpreter exit too.
+    """``connect()`` for notebooks: the final cell closes it (``await cluster.close()``).
 
-    The embedded backend's processes also die with the kernel (parent-death signal and a
-    reaper process), so a killed kernel leaves nothing behind either.
+    If a cell fails, the kernel is interrupted, restarted or killed instead, the embedded
+    backend's processes still stop: each dies with its parent (``PR_SET_PDEATHSIG``) and a
+    reaper process kills whatever outlives the kernel (tests/notebooks checks all three).
+    An ``atexit`` hook cannot do it gracefully: the cluster's tasks belong to the kernel's
+    event loop, which is gone by then.
     """
     from lab_app.cluster import connect
 
-    cluster = await connect(backend_name, **options)
-    _open_clusters.add(cluster)
-    return cluster
-
-
-def _close_all_at_exit() -> None:
-    clusters = list(_open_clusters)
-    if not clusters:
-        return
-    with contextlib.suppress(Exception):
-        asyncio.run(asyncio.wait_for(asyncio.gather(*(c.close() for c in clusters)), 30))
-
-
-atexit.register(_close_all_at_exit)
+    return await connect(backend_name, **options)
 
 
 def environment_report() -> dict[str, str]:

@@ -249,19 +249,22 @@ class LiveChart:
         self._redraws += 1
 
     # ------------------------------------------------------------------ live task
-    def start(self, *, display: bool = True) -> LiveChart:
+    def start(self, *, display: bool = True) -> None:
         """Live mode: show the widget (in a kernel) and redraw about once a second until every
-        run has finished. Batch mode: does nothing (call ``show()`` at the end)."""
+        run has finished. Batch mode: does nothing (call ``show()`` at the end). Returns None,
+        so a cell ending in ``chart.start()`` shows the live widget and nothing else."""
         if not self.live or self._task is not None:
-            return self
+            return
         if display and in_ipython_kernel():
             from IPython.display import display as ipy_display
 
             ipy_display(self.widget)
+            # plotly/plotly.py#5208: under anywidget the widget keeps plotly's default 700 px
+            # width unless autosize is switched on after it is displayed.
+            self.widget.layout.autosize = True
         else:
             _ = self.widget
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="zdlab-chart live")
-        return self
 
     async def _loop(self) -> None:
         deadline = time.monotonic() + MAX_LIVE_SECONDS

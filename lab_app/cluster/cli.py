@@ -44,12 +44,16 @@ def _up(args: argparse.Namespace) -> int:
             options["sidecar_injection"] = False
         async with EmbeddedCluster(**options) as cluster:
             events = cluster.subscribe()
+            deployments: list[str] = []
             for source in args.filename:
                 for ref in await cluster.apply(source):
                     print(f"{ref} applied")
-            for pod in await cluster.pods():
-                if pod.deployment:
-                    await cluster.wait_rollout(pod.deployment, timeout=120)
+                    if ref.startswith("deployment/"):
+                        deployments.append(ref.split("/", 1)[1])
+            for name in dict.fromkeys(deployments):
+                await cluster.wait_rollout(name, timeout=120)
+                print(f"deployment/{name} rolled out")
+            await cluster.config_settled()
             print(f"gateway: {cluster.gateway_url()}")
             for name, url in cluster.service_urls().items():
                 print(f"service/{name}: {url}")

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from lab_app.experiments.cutover import run_subset_cutover
+from lab_app.experiments.progressive import run_progressive
 from lab_app.experiments.result import ExperimentResult
 from lab_app.experiments.rolling import (
     run_hardened_rolling_update,
@@ -24,6 +25,7 @@ EXPERIMENTS: dict[str, Callable[..., Awaitable[ExperimentResult]]] = {
     "hardened-rolling-update": run_hardened_rolling_update,
     "sidecar-rolling-update": run_sidecar_rolling_update,
     "subset-cutover": run_subset_cutover,
+    "progressive": run_progressive,
 }
 
 

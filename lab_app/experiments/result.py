@@ -33,6 +33,7 @@ class ExperimentResult:
     ended: float = 0.0
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # experiment-specific measurements
 
     # ------------------------------------------------------------------ totals
     @property
@@ -103,6 +104,7 @@ class ExperimentResult:
             "steps": self.steps,
             "events": [e.to_dict() for e in self.events],
             "notes": self.notes,
+            "extra": self.extra,
         }
         if include_fortio:
             out["loads"] = {label: r.to_fortio_json() for label, r in self.loads.items()}
@@ -133,6 +135,8 @@ class ExperimentResult:
             parts.append("=== steps")
             parts.extend("  " + _step_line(s) for s in self.steps)
         parts.extend(self.notes)
+        for key, value in self.extra.items():
+            parts.append(f"{key}: {value}")
         parts.append(self.verdict())
         return "\n".join(parts)
 

@@ -29,6 +29,7 @@ import math
 from typing import Any, Literal
 
 from lab_app.cluster import Cluster
+from lab_app.cluster.events import EventKind
 from lab_app.errors import ConfigError
 from lab_app.experiments.common import (
     APP,
@@ -275,6 +276,7 @@ async def run_sidecar_rolling_update(
             s, docs=docs, deployment=APP, via="gateway", loads=loads, duration=duration,
             rollout_at=at, rollout_timeout=120,
         )  # fmt: skip
+        await _drain_report(s)
 
     return await run_session(
         "sidecar-rolling-update"
@@ -286,3 +288,20 @@ async def run_sidecar_rolling_update(
         stop=stop,
         body=body,
     )
+
+
+async def _drain_report(s: Session) -> None:
+    """What the sidecar drains cut and what the gateway retried (embedded backend)."""
+    exits = [e for e in s.cluster.events(since=s.t0) if e.kind == EventKind.SIDECAR_EXITED]
+    s.result.extra["requests_cut_by_sidecar_exit"] = sum(
+        int(e.data.get("requests_cut", 0)) for e in exits
+    )
+    stats = getattr(s.cluster, "proxy_stats", None)
+    if stats is None:
+        return
+    values = await stats("gateway", r"^cluster\.outbound.*upstream_rq_retry")
+    totals: dict[str, int] = {}
+    for name, value in values.items():
+        key = name.rsplit(".", 1)[-1]
+        totals[key] = totals.get(key, 0) + int(value)
+    s.result.extra["gateway_retries"] = totals

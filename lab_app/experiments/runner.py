@@ -28,6 +28,9 @@ class LoadSpec:
     qps: float
     c: int
     timeout: float = 3.0
+    # spread the connections' first sends over one period (fortio's -uniform): without it
+    # every connection fires at t=0, and a slow endpoint such as /k8s/longTask gets bursts
+    uniform: bool = True
 
 
 class Session:
@@ -58,6 +61,7 @@ class Session:
                 c=spec.c,
                 duration=duration,
                 timeout=spec.timeout,
+                uniform=spec.uniform,
                 label=spec.label,
             )
         self.step("load started", url=base_url, loads=[s.label for s in specs], duration=duration)

@@ -2,15 +2,19 @@
 
 The flags keep fortio's single-dash spelling (``-qps 20 -c 4 -t 30s -json out.json``) so a
 learner can paste a command from the original demo. Ctrl-C stops the run and still prints the
-partial report and writes the partial JSON.
+partial report and writes the partial JSON; the exit status is then 130 (128 + SIGINT, as
+``zdlab experiment`` and shells use), so a script can tell a partial run from a complete one.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -129,7 +133,17 @@ def _main(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
+    interrupted = False
+
+    def on_sigint(run: LoadRun) -> None:
+        nonlocal interrupted
+        interrupted = True
+        run.stop()
+
     def on_start(run: LoadRun) -> Any:
+        if threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
+                asyncio.get_running_loop().add_signal_handler(signal.SIGINT, on_sigint, run)
         print(run.results.starting_line(), file=report, flush=True)
         return progress(run)
 
@@ -148,7 +162,8 @@ def _main(args: argparse.Namespace) -> int:
         "engine": options.engine,
         "max_duration": options.max_duration,
     }
-    results = run_load(options.url, on_start=on_start, **kwargs)
+    # our own SIGINT handler (installed in on_start) stops the run and remembers the interrupt
+    results = run_load(options.url, on_start=on_start, stop_on_sigint=False, **kwargs)
     if results.stopped_early:
         print("zdlab load: interrupted, partial results follow", file=sys.stderr)
     body = results.summary().split("\n", 1)[1]  # the starting line was printed at the start
@@ -162,4 +177,4 @@ def _main(args: argparse.Namespace) -> int:
             path = results.save_json(args.json)
             print(f"Successfully wrote {path.stat().st_size} bytes of Json data to {path}",
                   file=report)  # fmt: skip
-    return 0
+    return 130 if interrupted else 0

@@ -39,7 +39,9 @@ async def eventually(
         except Exception as exc:  # may fail until the condition holds
             last = exc
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{message} not met within {timeout:g}s" + (f" ({last!r})" if last else ""))
+            raise TimeoutError(
+                f"{message} not met within {timeout:g}s" + (f" ({last!r})" if last else "")
+            )
         await asyncio.sleep(interval)
 
 
@@ -65,4 +67,6 @@ def alive(pids: list[int] | set[int]) -> list[int]:
 
 def descendants() -> list[psutil.Process]:
     """This test process's live children (the lab's processes are its children)."""
-    return [p for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
+    return [
+        p for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE
+    ]

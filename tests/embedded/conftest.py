@@ -1,4 +1,4 @@
-"""Fixtures for the embedded cluster's tests: a real cluster, closed (and checked) after each test."""
+"""Fixtures for the embedded cluster's tests: a real cluster, closed and checked after each."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from cluster_testlib import alive, eventually  # noqa: E402
+from cluster_testlib import alive, eventually
 
-from lab_app.cluster.embedded import EmbeddedCluster  # noqa: E402
+from lab_app.cluster.embedded import EmbeddedCluster
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -47,14 +48,22 @@ async def test_close_stops_everything_and_listeners_are_loopback() -> None:
         # reaper, gateway, kube-proxy, 2 apps, 2 sidecars
         assert len(procs) == 7, procs
         assert sum(1 for k in procs if k.endswith("-sidecar")) == 2
-        listeners = []
+        listeners, unconnected_udp = [], []
         for name, pid in procs.items():
             for conn in psutil.Process(pid).net_connections(kind="inet"):
                 if conn.status == psutil.CONN_LISTEN:
                     listeners.append((name, conn.laddr.ip, conn.laddr.port))
+                elif conn.type == socket.SOCK_DGRAM and not conn.raddr:
+                    unconnected_udp.append((name, conn.laddr.ip, conn.laddr.port))
         # every Envoy has an admin port; the gateway, kube-proxy, sidecars and apps listen too
         assert len(listeners) >= 2 + 2 + 2 + 2 + 2, listeners
         assert {ip for _, ip, _ in listeners} == {"127.0.0.1"}, listeners
+        assert {ip for _, ip, _ in unconnected_udp} <= {"127.0.0.1"}, unconnected_udp
+        # the admin APIs (config dumps, /quitquitquit) are among them: gateway, kube-proxy and
+        # both sidecars
+        admins = {cluster._envoy_of(p).admin_port for p in ("gateway", f"kube-proxy-{APP}")}
+        admins |= {p.extra["sidecar_admin_port"] for p in await cluster.pods()}
+        assert len(admins) == 4 and admins <= {port for _, _, port in listeners}, admins
     finally:
         await cluster.close()
     await eventually(lambda: not alive(set(procs.values())), 10, message="all lab processes gone")
@@ -112,8 +121,12 @@ async def test_sigkill_of_the_owner_leaves_nothing_running() -> None:
         assert len(alive(pids)) == 8  # reaper, gateway, kube-proxy, 2 apps, 2 sidecars, orphan
         owner.send_signal(signal.SIGKILL)
         owner.wait(timeout=10)
-        await eventually(lambda: not alive(pids), 15, message="every process of the dead owner gone")
-        await eventually(lambda: not Path(info["state_dir"]).exists(), 10, message="state dir removed")
+        await eventually(
+            lambda: not alive(pids), 15, message="every process of the dead owner gone"
+        )
+        await eventually(
+            lambda: not Path(info["state_dir"]).exists(), 10, message="state dir removed"
+        )
     finally:
         if owner.poll() is None:
             owner.kill()

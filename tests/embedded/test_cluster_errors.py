@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cluster_testlib import APP, container, descendants, manifest
+from cluster_testlib import APP, MANIFESTS, container, descendants, manifest
 
 from lab_app.cluster.embedded import EmbeddedCluster
 from lab_app.errors import ConfigError, EnvoyNotFoundError, ManifestError, PortInUseError
@@ -71,7 +71,7 @@ async def test_routes_and_weights_are_checked_against_the_destination_rule(
     assert err.value.field == "spec.http[0].route[1].destination.subset"
     assert "vs.yaml" in str(err.value) and "version-v9" in str(err.value)
 
-    await c.apply(manifest("istio/virtualservice-v1-v2.yaml"))
+    await c.apply(MANIFESTS / "istio/virtualservice-v1-v2.yaml")
     with pytest.raises(ManifestError) as err:
         await c.set_weights(APP, {"version-v1": 50, "version-v9": 50})
     assert "version-v9" in str(err.value) and "virtualservice-v1-v2.yaml" in str(err.value)
@@ -88,6 +88,7 @@ async def test_routes_and_weights_are_checked_against_the_destination_rule(
     with pytest.raises(ManifestError):
         await c.delete("destinationrule/zero-downtime-rollingupdate")
     # nothing changed: the route still has 90/10
+    await c.config_settled()
     rows = (await c.proxy_config("routes")).rows
     assert any("90" in str(r) for r in rows)
 

@@ -5,6 +5,7 @@ Real processes and real signals; every wait is on a condition with a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 
@@ -56,11 +57,16 @@ async def test_rolling_update_replaces_pods_make_before_break(lab_cluster: Embed
     assert len(deleted) == 2 and len(ready) >= 2
     for i, t in enumerate(sorted(deleted)):
         assert sum(1 for r in ready if r <= t) >= i + 1
-    # the old pods got their preStop (5 s) before SIGTERM
-    pre = [e for e in events if e.kind == EventKind.PRESTOP_STARTED]
-    assert len(pre) == 2
+    # the old pods get their preStop (5 s) before SIGTERM (the last one starts as the
+    # rollout completes: terminating pods do not count for it)
+    await eventually(
+        lambda: len([e for e in c.events(since=rollout_start) if e.kind == "PreStopStarted"]) == 2,
+        5,
+        message="both old pods in preStop",
+    )
     v2_body = await eventually(
-        lambda: _v2(c), 15,
+        lambda: _v2(c),
+        15,
         message="kube-proxy reaches v2",
     )
     assert v2_body
@@ -142,14 +148,14 @@ async def test_crash_backoff_and_liveness_kill(lab_cluster: EmbeddedCluster) -> 
     # a 6 s stop-the-world pause fails liveness twice -> SIGTERM, SIGKILL after grace 2 s
     await eventually(lambda: c.pod(name).ready, 20, message="ready again")
     async with httpx.AsyncClient(timeout=30, trust_env=False) as client:
-        try:
+        with contextlib.suppress(httpx.HTTPError):  # the container is killed under it
             await client.get(f"http://127.0.0.1:{pod.app_port}/k8s/fullgc?seconds=6")
-        except httpx.HTTPError:
-            pass  # the container is killed under it
     await eventually(lambda: c.pod(name).restarts >= 3, 30, message="liveness restart")
     kinds = _kinds(c, f"pod/{name}")
     assert EventKind.SIGKILL in kinds
-    failed = [e for e in c.events() if e.kind == EventKind.PROBE_FAILED and e.data["probe"] == "liveness"]
+    failed = [
+        e for e in c.events() if e.kind == EventKind.PROBE_FAILED and e.data["probe"] == "liveness"
+    ]
     assert len(failed) >= 2
 
 
@@ -174,3 +180,21 @@ async def test_prestop_counts_against_the_grace_period(lab_cluster: EmbeddedClus
     # the ReplicaSet replaced it
     await c.wait_rollout(APP, timeout=30)
     assert [p.name for p in await c.pods()] != [name]
+
+
+async def test_a_missing_configmap_holds_the_pod_until_it_exists(
+    lab_cluster: EmbeddedCluster,
+) -> None:
+    c = lab_cluster
+    doc = manifest("deployment.yaml")
+    doc["spec"]["replicas"] = 1
+    await c.apply(doc)
+
+    async def waiting() -> list:
+        return [p for p in await c.pods() if p.extra["reason"] == "CreateContainerConfigError"]
+
+    info = (await eventually(waiting, 10, message="CreateContainerConfigError"))[0]
+    assert info.phase == "Pending" and not info.ready and info.pid is None
+    await c.apply(manifest("configmap.yaml"))
+    await c.wait_rollout(APP, timeout=30)
+    assert (await c.pods())[0].name == info.name

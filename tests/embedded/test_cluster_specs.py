@@ -44,7 +44,9 @@ def test_hardened_manifest_fields() -> None:
     spec = parse_deployment(manifest("deployment.yaml"), source="deployment.yaml")
     c = spec.template.container
     assert c.pre_stop is not None and c.pre_stop.sleep_seconds == 5
-    assert c.readiness is not None and c.readiness.period == 1 and c.readiness.failure_threshold == 2
+    assert (
+        c.readiness is not None and c.readiness.period == 1 and c.readiness.failure_threshold == 2
+    )
     assert spec.template.termination_grace == 32
     assert spec.strategy.resolve(spec.replicas) == (1, 0)
 

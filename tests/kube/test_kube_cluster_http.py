@@ -55,6 +55,10 @@ async def cluster(kubeconfig, tmp_path):
 
 
 async def test_start_probes_the_server(cluster, fake_api):
+    from lab_app.cluster.base import Cluster
+
+    assert isinstance(cluster, Cluster)
+    assert (cluster.backend, cluster.namespace) == ("kubernetes", "zdlab")
     assert cluster.server_version == "v1.33.1"
     assert cluster.context.flavour == "kind"
     assert [r.path for r in fake_api.requests[:2]] == ["/version/", NS]
@@ -385,3 +389,15 @@ async def test_weights_not_seen_in_the_gateway_are_reported(cluster, fake_api):
     (note,) = cluster.events(since=before)
     assert (note.kind, note.obj) == (EventKind.NOTE, "proxy/gateway")
     assert "not seen in the gateway within 1 s (no ready ingress gateway pod" in note.message
+
+
+async def test_connect_kubernetes_gives_a_kube_cluster(kubeconfig, fake_api):
+    from lab_app.cluster import connect
+
+    cluster = await connect("kubernetes", kubeconfig=kubeconfig, watch=False)
+    try:
+        assert isinstance(cluster, KubeCluster)
+        assert repr(cluster).startswith("KubeCluster(context='kind-zdlab'")
+        assert "SECRET-TOKEN" not in repr(cluster)
+    finally:
+        await cluster.close()

@@ -237,9 +237,8 @@ def test_unquoted_boolean_in_a_configmap() -> None:
             "Version_V1",
         ),
         (
-            "    - name: default\n      route:",
-            "    - name: default\n      match:\n"
-            "        - uri: {prefix: /a, exact: /b}\n      route:",
+            "    - name: default\n",
+            "    - name: default\n      match:\n        - uri: {prefix: /a, exact: /b}\n",
             "spec.http[1].match[0].uri",
             "exactly one of",
         ),

@@ -58,6 +58,7 @@ from lab_app.cluster.embedded.images import Image, ImageStore
 from lab_app.cluster.embedded.pods import KubeletOptions, Pod, free_port, resolve_env
 from lab_app.cluster.embedded.procs import Reaper
 from lab_app.cluster.embedded.specs import parse_deployment
+from lab_app.cluster.embedded.waiting import wait_event
 from lab_app.cluster.events import Event, EventKind
 from lab_app.errors import (
     ConfigError,
@@ -209,6 +210,7 @@ class EmbeddedCluster:
         self._warmup: asyncio.Task[None] | None = None
         self._started = False
         self._closed = False
+        self._broken: str | None = None  # why the cluster can no longer work (see _check_open)
         self.started_at: float | None = None
 
     # ================================================================ start / close
@@ -235,6 +237,7 @@ class EmbeddedCluster:
                 )
         else:
             self._envoy_bin = find_envoy()
+        self._kubelet.envoy_bin = self._envoy_bin  # the sidecars run the same Envoy
         if self._requested_gateway_port:
             _check_port_free(self._requested_gateway_port, "gateway_port")
             self._gateway_port = self._requested_gateway_port
@@ -264,6 +267,7 @@ class EmbeddedCluster:
                 emit=self._emit,
                 reaper=self._reaper,
                 envoy_bin=self._envoy_bin,
+                backoff_scale=self._kubelet.backoff_scale,
             )
             await self._gateway.start()
             self._loop_task = asyncio.create_task(self._control_loop(), name="zdlab-controllers")
@@ -311,7 +315,8 @@ class EmbeddedCluster:
         for q in list(self._subscribers):
             with contextlib.suppress(asyncio.QueueFull):
                 q.put_nowait(None)
-        if self._owns_state_dir and self.state_dir != Path():
+        if self._owns_state_dir and self.state_dir != Path() and self.state_dir.exists():
+            # the reaper removed it on "quit"; this is the fallback if the reaper could not
             await asyncio.to_thread(shutil.rmtree, self.state_dir, True)
 
     def _check_open(self) -> None:
@@ -321,6 +326,26 @@ class EmbeddedCluster:
             raise LabError(
                 "this embedded cluster is not started; use `await EmbeddedCluster.start()`"
             )
+        if self._broken is not None:
+            raise LabError(self._broken)
+
+    def _check_state_dir(self) -> None:
+        """Notice the state directory vanishing (``rm -rf``, a tmp cleaner): pods could no
+        longer restart nor Envoys be reconfigured, so say it once, loudly, and refuse
+        further calls; ``close()`` still stops everything."""
+        if self._broken is not None or self.state_dir == Path() or self.state_dir.is_dir():
+            return
+        self._broken = (
+            f"the state directory {self.state_dir} was removed while the lab was running: "
+            "pods cannot restart and proxies cannot be reconfigured; close() this cluster "
+            "(it stops every process) and start a new one"
+        )
+        self._emit(
+            EventKind.NOTE,
+            "cluster/embedded",
+            f"error: {self._broken}",
+            {"reason": "StateDirRemoved", "state_dir": str(self.state_dir)},
+        )
 
     # ================================================================ events
 
@@ -395,6 +420,8 @@ class EmbeddedCluster:
         from lab_app.manifests import load_documents
 
         assert self._apply_lock is not None and self._images is not None
+        if self._warmup is not None and not self._warmup.done():
+            await asyncio.shield(self._warmup)  # one cold schema load, not two at once
         docs = await asyncio.to_thread(load_documents, source)
         async with self._apply_lock:
             staged = {k: dict(v) for k, v in self._objects.items()}
@@ -518,6 +545,7 @@ class EmbeddedCluster:
             emit=self._emit,
             reaper=self._reaper,
             envoy_bin=self._envoy_bin,
+            backoff_scale=self._kubelet.backoff_scale,
         )
         self._endpoints.setdefault(name, [])
         await proxy.start(self._endpoints[name])
@@ -660,8 +688,7 @@ class EmbeddedCluster:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"condition not met within {timeout:g}s")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), min(remaining, 0.5))
+            await wait_event(event, min(remaining, 0.5))
 
     # ================================================================ istio
 
@@ -798,9 +825,36 @@ class EmbeddedCluster:
         return snapshot, info
 
     async def config_settled(self, timeout: float = 30.0) -> None:
-        """Wait until every pending istiod push to the gateway has been made."""
+        """Wait until every pending endpoint or config change has reached the proxies: the
+        istiod pushes to the gateway and the kube-proxy propagation of every Service."""
+        self._check_open()
+        waits = [proxy.settled(timeout) for proxy in self._service_proxies.values()]
         if self._gateway is not None:
-            await self._gateway.settled(timeout)
+            waits.append(self._gateway.settled(timeout))
+        await asyncio.gather(*waits)
+        down = self.proxy_errors()
+        if down:
+            raise LabError(
+                "config cannot reach "
+                + "; ".join(
+                    f"{obj}: it is down and its restart failed ({err})" for obj, err in down.items()
+                )
+                + " -- the lab retries with back-off; free what is named, or close() the cluster"
+            )
+
+    def proxy_errors(self) -> dict[str, str]:
+        """Proxies whose restart after a crash failed: ``proxy/NAME`` -> the reason."""
+        out: dict[str, str] = {}
+        managed = [sp.proxy for sp in self._service_proxies.values()]
+        if self._gateway is not None:
+            managed.append(self._gateway.proxy)
+        for proxy in managed:
+            if proxy.error is not None:
+                out[proxy.obj] = str(proxy.error)
+        for pod in self._pods.values():
+            if pod.sidecar is not None and pod.sidecar.error is not None:
+                out[pod.sidecar.obj] = str(pod.sidecar.error)
+        return out
 
     # ================================================================ pods (controllers)
 
@@ -846,11 +900,11 @@ class EmbeddedCluster:
 
     async def _control_loop(self) -> None:
         assert self._dirty is not None
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), 0.5)
+        while not self._closed:
+            await wait_event(self._dirty, 0.5)
             self._dirty.clear()
             try:
+                self._check_state_dir()
                 for _ in range(10):
                     if not self._deployments.reconcile():
                         break
@@ -1015,11 +1069,12 @@ class EmbeddedCluster:
 
 
 def _route_shares(vs: Mapping[str, Any]) -> dict[str, float]:
-    """Expected traffic share per subset of the first http route (weight / sum of weights)."""
+    """Expected traffic share per subset (weight / sum of weights) of the last http route,
+    the catch-all one in the lab's VirtualServices (``set_weights`` moves every route alike)."""
     routes = (vs.get("spec") or {}).get("http") or []
     if not routes:
         return {}
-    dests = routes[0].get("route") or []
+    dests = routes[-1].get("route") or []
     if len(dests) == 1:
         d = dests[0].get("destination") or {}
         return {str(d.get("subset") or d.get("host")): 1.0}

@@ -19,11 +19,14 @@ added and removed, and how long after the change it landed.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lab_app.cluster.embedded.backoff import CrashBackoff
 from lab_app.cluster.embedded.envoy import (
     Endpoint,
     EnvoyProcess,
@@ -36,6 +39,7 @@ from lab_app.cluster.embedded.propagation import Debouncer, DelayLine
 from lab_app.cluster.events import EventKind
 
 Emit = Callable[..., Any]
+WATCH_SECONDS = 0.25  # how often a supervisor looks at its Envoy's process
 
 
 class ManagedEnvoy:
@@ -50,6 +54,7 @@ class ManagedEnvoy:
         emit: Emit,
         reaper: Reaper | None,
         envoy_bin: str | Path | None = None,
+        backoff_scale: float = 1.0,
     ) -> None:
         self.obj = obj
         self.envoy = EnvoyProcess(workdir, name=name, envoy_bin=envoy_bin)
@@ -58,16 +63,85 @@ class ManagedEnvoy:
         self.pushes = 0
         self.rejections = 0
         self.last_push: float | None = None
+        self._last: Snapshot | None = None  # the last accepted config (for a restart)
+        self.on_restart: Callable[[], None] | None = None
+        self.restarts = 0
+        self.error: Exception | None = None  # why the last restart failed (None: running)
+        self._backoff = CrashBackoff(scale=backoff_scale)
+        self._running_since = time.monotonic()
+        self._stopping = False
+        self._watch: asyncio.Task[None] | None = None
 
     async def start(self, initial: Snapshot | None = None) -> None:
         await self.envoy.start(initial=initial, timeout=20.0)
+        self._last = initial
+        self._running_since = time.monotonic()
         if self._reaper is not None and self.envoy.pid:
             self._reaper.watch(self.envoy.pid)
+        self._stopping = False
+        self._watch = asyncio.create_task(self._watch_exit(), name=f"watch-{self.obj}")
+
+    async def _watch_exit(self) -> None:
+        """Supervise the Envoy like the kubelet supervises a container: when it dies (a crash,
+        an OOM kill, a kill -9) restart it with its last accepted config, on the same listen
+        port; if the restart fails (the port taken by another program, say), say why in an
+        event, keep the reason in ``error`` and retry with the crash back-off."""
+        while not self._stopping:
+            await asyncio.sleep(WATCH_SECONDS)
+            if self._stopping or self.envoy.alive:
+                continue
+            code, pid = self.envoy.returncode, self.envoy.pid
+            self._emit(
+                EventKind.PROXY_CRASHED,
+                self.obj,
+                f"Envoy (pid {pid}) exited with {code}",
+                {"code": code, "pid": pid},
+            )
+            if self._reaper is not None and pid:
+                self._reaper.unwatch(pid)
+            delay = self._backoff.next_delay(time.monotonic() - self._running_since)
+            while not self._stopping:
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                try:
+                    await self.envoy.start(initial=self._last, timeout=20.0)
+                except Exception as exc:
+                    self.error = exc
+                    delay = self._backoff.next_delay()
+                    self._emit(
+                        EventKind.NOTE,
+                        self.obj,
+                        f"restart failed: {exc}; next attempt in {delay:g}s",
+                        {"reason": "RestartFailed", "error": str(exc), "backoff_seconds": delay},
+                    )
+                    continue
+                break
+            if self._stopping:
+                return
+            self.error = None
+            self.restarts += 1
+            self._running_since = time.monotonic()
+            if self._reaper is not None and self.envoy.pid:
+                self._reaper.watch(self.envoy.pid)
+            self._emit(
+                EventKind.PROXY_RESTARTED,
+                self.obj,
+                f"Envoy restarted with its last config (pid {self.envoy.pid})",
+                {"pid": self.envoy.pid, "restarts": self.restarts},
+            )
+            if self.on_restart is not None:
+                self.on_restart()  # catch up with changes it missed while down
 
     async def push(
         self, snapshot: Snapshot, *, reason: str, changed_at: float, data: Mapping[str, Any]
     ) -> PushResult:
-        result = await self.envoy.push(snapshot)
+        try:
+            result = await self.envoy.push(snapshot)
+        except Exception as exc:  # Envoy gone or its admin API unreachable
+            result = PushResult(accepted=False, took_ms=0.0, details=[f"push failed: {exc}"])
+        else:
+            if result.accepted:
+                self._last = snapshot
         now = time.time()
         lag_ms = (now - changed_at) * 1000
         payload = {
@@ -98,6 +172,11 @@ class ManagedEnvoy:
         return result
 
     async def stop(self) -> None:
+        self._stopping = True
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(BaseException):
+                await self._watch
         await self.envoy.stop(graceful=False)
         if self._reaper is not None and self.envoy.pid:
             self._reaper.unwatch(self.envoy.pid)
@@ -121,6 +200,7 @@ class ServiceProxy:
         emit: Emit,
         reaper: Reaper | None,
         envoy_bin: str | Path | None = None,
+        backoff_scale: float = 1.0,
     ) -> None:
         self.service = dict(service)
         self.name = str(service["metadata"]["name"])
@@ -133,10 +213,12 @@ class ServiceProxy:
             emit=emit,
             reaper=reaper,
             envoy_bin=envoy_bin,
+            backoff_scale=backoff_scale,
         )
         self._line: DelayLine[list[Endpoint]] | None = None
         self._delay = delay
         self.applied: list[Endpoint] = []
+        self.latest: list[Endpoint] = []
 
     @property
     def url(self) -> str:
@@ -151,13 +233,20 @@ class ServiceProxy:
         await self.proxy.start(self.snapshot(endpoints))
         self.applied = list(endpoints)
         self._line = DelayLine(self._delay, self._apply, name=f"kube-proxy-{self.name}")
+        self.proxy.on_restart = lambda: self.endpoints_changed(self.latest)
 
     def update_service(self, service: Mapping[str, Any]) -> None:
         self.service = dict(service)
 
     def endpoints_changed(self, endpoints: Sequence[Endpoint]) -> None:
+        self.latest = list(endpoints)
         if self._line is not None:
             self._line.submit(list(endpoints))
+
+    async def settled(self, timeout: float = 30.0) -> None:
+        """Wait until kube-proxy (this Envoy) holds every endpoint change made so far."""
+        if self._line is not None:
+            await self._line.settled(timeout)
 
     async def _apply(self, endpoints: list[Endpoint], changed_at: float) -> None:
         before, after = set(_pods(self.applied)), set(_pods(endpoints))
@@ -194,12 +283,13 @@ class IngressGateway:
         emit: Emit,
         reaper: Reaper | None,
         envoy_bin: str | Path | None = None,
+        backoff_scale: float = 1.0,
     ) -> None:
         self.listen_port = listen_port
         self._build = build
         self.proxy = ManagedEnvoy(
             name="gateway", obj="proxy/gateway", workdir=workdir, emit=emit, reaper=reaper,
-            envoy_bin=envoy_bin,
+            envoy_bin=envoy_bin, backoff_scale=backoff_scale,
         )  # fmt: skip
         self._debounce = debounce
         self._debounce_max = debounce_max
@@ -219,6 +309,7 @@ class IngressGateway:
         self._debouncer = Debouncer(
             self._debounce, self._push, name="istiod", max_wait=self._debounce_max
         )
+        self.proxy.on_restart = lambda: self.trigger("proxy restarted")
 
     def trigger(self, reason: str) -> None:
         self._reasons.add(reason)

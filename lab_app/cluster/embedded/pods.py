@@ -40,6 +40,7 @@ from lab_app.cluster.embedded.images import Image
 from lab_app.cluster.embedded.procs import Reaper, kill_group, spawn
 from lab_app.cluster.embedded.sidecar import Sidecar
 from lab_app.cluster.embedded.specs import PodTemplate, Probe
+from lab_app.cluster.embedded.waiting import wait_done, wait_event
 from lab_app.cluster.events import EventKind
 
 Emit = Callable[..., Any]
@@ -63,6 +64,7 @@ class KubeletOptions:
     sidecar_drain: float = 5.0
     exit_on_zero_active_connections: bool = False
     minimum_drain_duration: float = 5.0
+    envoy_bin: str | Path | None = None  # the sidecars' Envoy (None: find_envoy())
 
 
 def free_port() -> int:
@@ -123,6 +125,8 @@ class Pod:
                 exit_on_zero_active_connections=options.exit_on_zero_active_connections,
                 minimum_drain_duration=options.minimum_drain_duration,
                 on_change=self._changed,
+                envoy_bin=options.envoy_bin,
+                backoff_scale=options.backoff_scale,
             )
         self.proc: asyncio.subprocess.Process | None = None
         self.phase = "Pending"
@@ -134,6 +138,7 @@ class Pod:
         self.restarts = 0
         self.last_state = ""
         self.last_exit_code: int | None = None
+        self.last_message = ""  # the log's last line after a failure (FallbackToLogsOnError)
         self.terminating = False
         self.deletion_started: float | None = None
         self.deleted = False
@@ -190,8 +195,27 @@ class Pod:
                 ),
                 "sidecar_admin_port": self.sidecar.admin_port if self.sidecar else None,
                 "last_exit_code": self.last_exit_code,
+                "last_message": self.last_message,
+                # per container, as the kubernetes backend reports them (restartCount each)
+                "containers": self._containers(),
             },
         )
+
+    def _containers(self) -> dict[str, dict[str, Any]]:
+        out = {
+            self.template.container.name: {
+                "ready": self.app_ready and self.state == "running",
+                "restarts": self.restarts,
+                "state": self.state,
+            }
+        }
+        if self.sidecar is not None:
+            out["istio-proxy"] = {
+                "ready": self.sidecar.ready,
+                "restarts": self.sidecar.restarts,
+                "state": "running" if self.sidecar.alive else "terminated",
+            }
+        return out
 
     def _emit(self, kind: EventKind, message: str = "", **data: Any) -> None:
         self._emit_fn(kind, self.obj, message, {"pod": self.name, **data})
@@ -269,8 +293,7 @@ class Pod:
 
     async def _wait_wakeup(self, timeout: float) -> None:
         self._wakeup.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
+        await wait_event(self._wakeup, timeout)
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -293,6 +316,8 @@ class Pod:
         self.proc = await spawn(
             argv, env=env, cwd=self.image.root, log_path=log, reaper=self._reaper
         )
+        if self.terminating:  # deleted while the container was being created
+            kill_group(self.proc.pid, signal.SIGKILL)
         started = time.monotonic()
         self._container_started_mono = started
         self.phase, self.state, self.reason = "Running", "running", ""
@@ -357,16 +382,22 @@ class Pod:
             reason = "Completed"
         else:
             reason = "Error"
+        # like terminationMessagePolicy FallbackToLogsOnError: an app that exits with an error
+        # status (not a signal) usually said why on its last line, e.g. a port already in use
+        message = _last_log_line(log, self._log_offset) if reason == "Error" and not sig else ""
         self.last_state = reason
         self.last_exit_code = exit_code
+        self.last_message = message
         self.reason = reason
         self._emit(
             EventKind.CONTAINER_EXITED,
             f"exit code {exit_code} ({reason})"
-            + (" during termination" if self.terminating else ""),
+            + (" during termination" if self.terminating else "")
+            + (f": {message}" if message else ""),
             exit_code=exit_code,
             reason=reason,
             signal=sig or None,
+            termination_message=message,
         )
 
     def _probe_loop(self, kind: str, probe: Probe) -> asyncio.Task[None]:
@@ -483,9 +514,7 @@ class Pod:
             return
         self._emit(EventKind.SIGTERM, why, pid=proc.pid)
         kill_group(proc.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), max(0.0, deadline - time.monotonic()))
-        except TimeoutError:
+        if not await wait_done(proc.wait(), deadline - time.monotonic()):
             self._emit(
                 EventKind.SIGKILL,
                 f"still running after terminationGracePeriodSeconds="
@@ -521,8 +550,7 @@ class Pod:
         try:
             await asyncio.gather(*jobs)
             if self._main is not None:
-                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                    await asyncio.wait_for(asyncio.shield(self._main), 5.0)
+                await wait_done(asyncio.shield(self._main), 5.0)
         finally:
             if self._main is not None and not self._main.done():
                 self._main.cancel()
@@ -543,8 +571,7 @@ class Pod:
             self._main.cancel()
         if self.proc is not None and self.proc.returncode is None:
             kill_group(self.proc.pid, signal.SIGKILL)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.proc.wait(), 5.0)
+            await wait_done(self.proc.wait(), 5.0)
         if self.proc is not None and self._reaper is not None:
             self._reaper.unwatch(self.proc.pid)
         if self.sidecar is not None:
@@ -559,8 +586,7 @@ class Pod:
 
 async def _wait_or_exit(proc: asyncio.subprocess.Process, seconds: float) -> None:
     """Sleep ``seconds`` but stop early if the container exits meanwhile."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(proc.wait(), seconds)
+    await wait_done(proc.wait(), seconds)
 
 
 def _log_has_oom(log: Path, offset: int) -> bool:
@@ -570,6 +596,20 @@ def _log_has_oom(log: Path, offset: int) -> bool:
             return OOM_MARKER in f.read()
     except OSError:
         return False
+
+
+def _last_log_line(log: Path, offset: int, limit: int = 300) -> str:
+    """The last non-empty line the container wrote (at most ``limit`` characters)."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(offset, f.seek(0, os.SEEK_END) - 4096))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        if line.strip():
+            return line.strip()[:limit]
+    return ""
 
 
 def _drain_duration(template: PodTemplate, default: float) -> float:

@@ -63,19 +63,19 @@ class Reaper:
         self.pid = proc.pid
 
     @classmethod
-    async def start(cls, remove_on_owner_death: Path | None = None) -> Reaper:
+    async def start(cls, remove_dir: Path | None = None) -> Reaper:
         me = os.getpid()
+        # run the file, not ``-m``: importing the lab_app package would cost ~0.3 s and ~30 MB
         argv = [
             sys.executable,
-            "-m",
-            "lab_app.cluster.embedded.reaper",
+            str(Path(__file__).with_name("reaper.py")),
             "--owner",
             str(me),
             "--owner-start",
             repr(process_start_time(me) or 0.0),
         ]
-        if remove_on_owner_death is not None:
-            argv += ["--remove", str(remove_on_owner_death)]
+        if remove_dir is not None:
+            argv += ["--remove", str(remove_dir)]
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.PIPE,
@@ -112,9 +112,9 @@ class Reaper:
                 assert self._proc.stdin is not None
                 await self._proc.stdin.drain()
                 self._proc.stdin.close()
-            try:
-                await asyncio.wait_for(self._proc.wait(), timeout)
-            except TimeoutError:
+            from lab_app.cluster.embedded.waiting import wait_done
+
+            if not await wait_done(self._proc.wait(), timeout):
                 with contextlib.suppress(ProcessLookupError):
                     self._proc.kill()
                 await self._proc.wait()
@@ -142,8 +142,8 @@ async def spawn(
     """
     parent = os.getpid()
     log = open(log_path, "ab") if log_path is not None else None  # noqa: SIM115 - child owns it
-    try:
-        proc = await asyncio.create_subprocess_exec(
+    creating = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log if log is not None else asyncio.subprocess.DEVNULL,
@@ -153,6 +153,16 @@ async def spawn(
             start_new_session=True,
             preexec_fn=lambda: _child_setup(parent),
         )
+    )
+    try:
+        proc = await asyncio.shield(creating)
+    except asyncio.CancelledError:
+        # cancelled while forking: the child may exist already; it must not be left behind
+        with contextlib.suppress(BaseException):
+            orphan = await creating
+            kill_group(orphan.pid, signal.SIGKILL)
+            await orphan.wait()
+        raise
     finally:
         if log is not None:
             log.close()

@@ -24,6 +24,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
+from lab_app.cluster.embedded.waiting import wait_event
+
 T = TypeVar("T")
 
 
@@ -37,11 +39,19 @@ class DelayLine(Generic[T]):
         self._apply = apply
         self._queue: deque[tuple[float, float, T]] = deque()  # (due monotonic, wall time, value)
         self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._task = asyncio.create_task(self._run(), name=f"delay-line-{name}")
 
     def submit(self, value: T) -> None:
         self._queue.append((time.monotonic() + self.delay, time.time(), value))
+        self._idle.clear()
         self._wake.set()
+
+    async def settled(self, timeout: float = 30.0) -> None:
+        """Wait until every value submitted so far has been applied."""
+        if not await wait_event(self._idle, timeout):
+            raise TimeoutError(f"changes still pending after {timeout:g}s")
 
     @property
     def pending(self) -> int:
@@ -50,6 +60,7 @@ class DelayLine(Generic[T]):
     async def _run(self) -> None:
         while True:
             if not self._queue:
+                self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
                 continue
@@ -108,7 +119,8 @@ class Debouncer:
 
     async def settled(self, timeout: float = 30.0) -> None:
         """Wait until nothing is pending (every trigger so far has been pushed)."""
-        await asyncio.wait_for(self._idle.wait(), timeout)
+        if not await wait_event(self._idle, timeout):
+            raise TimeoutError(f"changes still pending after {timeout:g}s")
 
     async def _run(self) -> None:
         while True:
@@ -121,8 +133,7 @@ class Debouncer:
             due = min(self._last + self.quiet, self._first + self.max_wait)
             if now < due:
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), due - now)
+                await wait_event(self._wake, due - now)
                 continue
             first_wall = self._first_wall
             self._first = None

@@ -9,11 +9,13 @@ from its owner, and when the owner is gone -- stdin reaches EOF because the owne
 the pipe closed, or the owner's pid no longer exists -- it SIGKILLs each registered process
 group, removes the state directory if it was given one, and exits.
 
-Usage (by ``Reaper.start``, not by hand)::
+Usage (by ``Reaper.start``, not by hand; it runs this file directly so that it imports only
+the standard library and psutil)::
 
-    python -m lab_app.cluster.embedded.reaper --owner PID --owner-start T [--remove DIR]
+    python .../lab_app/cluster/embedded/reaper.py --owner PID --owner-start T [--remove DIR]
 
-A line ``quit`` ends the reaper after a last sweep (the owner's normal ``close()``).
+A line ``quit`` ends the reaper after a last sweep and the directory's removal (the owner's
+normal ``close()``).
 Registered pids are checked against their creation time before a kill, so a recycled
 pid is never hit.
 """
@@ -111,18 +113,26 @@ def run(owner: int, owner_start: float | None, remove: str | None) -> int:
             flush=True,
         )
     sweep(registered)
-    if remove and reason != "quit":
-        # give killed processes a moment to release their files before removing the dir
-        time.sleep(0.1)
-        shutil.rmtree(remove, ignore_errors=True)
+    if remove:
+        # also on "quit": the owner may be killed right after asking, before its own cleanup
+        remove_tree(remove)
     return 0
+
+
+def remove_tree(path: str, attempts: int = 5) -> None:
+    """Remove ``path``; retry briefly if a dying process still wrote into it."""
+    for _ in range(attempts):
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.exists(path):
+            return
+        time.sleep(0.1)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab_app.cluster.embedded.reaper")
     parser.add_argument("--owner", type=int, required=True)
     parser.add_argument("--owner-start", type=float, default=None)
-    parser.add_argument("--remove", default=None, help="directory to remove when the owner dies")
+    parser.add_argument("--remove", default=None, help="directory to remove at the end")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the owner's terminal
     return run(args.owner, args.owner_start, args.remove)

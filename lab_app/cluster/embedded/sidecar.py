@@ -19,12 +19,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lab_app.cluster.embedded.backoff import CrashBackoff
 from lab_app.cluster.embedded.envoy import EnvoyProcess, sidecar_snapshot
 from lab_app.cluster.embedded.procs import Reaper
 from lab_app.cluster.events import EventKind
 
 Emit = Callable[..., Any]
 MINIMUM_DRAIN_DURATION = 5.0  # Istio's MINIMUM_DRAIN_DURATION default
+WATCH_SECONDS = 0.25  # how often the supervisor looks at the sidecar's Envoy
 
 
 class Sidecar:
@@ -43,6 +45,8 @@ class Sidecar:
         exit_on_zero_active_connections: bool = False,
         minimum_drain_duration: float = MINIMUM_DRAIN_DURATION,
         on_change: Callable[[], None] = lambda: None,
+        envoy_bin: str | Path | None = None,
+        backoff_scale: float = 1.0,
     ) -> None:
         self.pod = pod
         self.pod_port = pod_port
@@ -58,6 +62,10 @@ class Sidecar:
         self.ready = False
         self.terminating = False
         self.restarts = 0
+        self.error: Exception | None = None  # why the last restart failed (None: running)
+        self.envoy_bin = envoy_bin
+        self._backoff = CrashBackoff(scale=backoff_scale)
+        self._running_since = time.monotonic()
         self._watch: asyncio.Task[None] | None = None
 
     @property
@@ -75,12 +83,16 @@ class Sidecar:
     async def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         envoy = EnvoyProcess(
-            self.workdir, name=f"{self.pod}-sidecar", drain_time_s=max(self.drain_duration, 1.0)
+            self.workdir,
+            name=f"{self.pod}-sidecar",
+            drain_time_s=max(self.drain_duration, 1.0),
+            envoy_bin=self.envoy_bin,
         )
         self.envoy = envoy
         await envoy.start(
             initial=sidecar_snapshot(self.pod_port, self.app_port, pod=self.pod), timeout=20.0
         )
+        self._running_since = time.monotonic()
         if self._reaper is not None and envoy.pid:
             self._reaper.watch(envoy.pid)
         self.ready = True
@@ -89,29 +101,55 @@ class Sidecar:
             self._watch = asyncio.create_task(self._watch_exit(), name=f"{self.pod}-sidecar-watch")
 
     async def _watch_exit(self) -> None:
-        """Restart the proxy if it dies on its own (not while the pod terminates)."""
+        """Restart the proxy if it dies on its own (not while the pod terminates), like the
+        kubelet restarts a crashed container: the pod is not ready meanwhile, the container's
+        ``restarts`` goes up, and a restart that fails (its port taken, say) is retried with
+        the crash back-off, the reason kept in ``error`` and shown in an event."""
         while not self.terminating:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(WATCH_SECONDS)
             if self.terminating or self.envoy is None or self.envoy.alive:
                 continue
             self.ready = False
             self._on_change()
+            code, pid = self.envoy.returncode, self.envoy.pid
             self._emit(
                 EventKind.PROXY_CRASHED,
                 self.obj,
-                f"sidecar Envoy exited with {self.envoy.returncode}",
-                {"pod": self.pod, "returncode": self.envoy.returncode},
+                f"sidecar Envoy (pid {pid}) exited with {code}",
+                {"pod": self.pod, "returncode": code, "pid": pid},
             )
-            if self._reaper is not None and self.envoy.pid:
-                self._reaper.unwatch(self.envoy.pid)
-            try:
-                await self.start()
-            except Exception as exc:
-                self._emit(EventKind.NOTE, self.obj, f"sidecar restart failed: {exc}", {})
-                await asyncio.sleep(2.0)
-                continue
+            if self._reaper is not None and pid:
+                self._reaper.unwatch(pid)
+            delay = self._backoff.next_delay(time.monotonic() - self._running_since)
+            while not self.terminating:
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if self.terminating:
+                    return
+                try:
+                    await self.start()
+                except Exception as exc:
+                    self.error = exc
+                    delay = self._backoff.next_delay()
+                    self._emit(
+                        EventKind.NOTE,
+                        self.obj,
+                        f"sidecar restart failed: {exc}; next attempt in {delay:g}s",
+                        {"pod": self.pod, "reason": "RestartFailed", "error": str(exc),
+                         "backoff_seconds": delay},
+                    )  # fmt: skip
+                    continue
+                break
+            if self.terminating:
+                return
+            self.error = None
             self.restarts += 1
-            self._emit(EventKind.PROXY_RESTARTED, self.obj, "sidecar Envoy restarted", {})
+            self._emit(
+                EventKind.PROXY_RESTARTED,
+                self.obj,
+                f"sidecar Envoy restarted (pid {self.envoy.pid}, restart {self.restarts})",
+                {"pod": self.pod, "container": "istio-proxy", "restarts": self.restarts},
+            )
 
     async def terminate(self, deadline: float) -> None:
         """pilot-agent on SIGTERM: drain, wait, stop Envoy (SIGKILL at the grace deadline)."""

@@ -174,6 +174,8 @@ class KubeCluster:
             self.clients.core.read_namespace(self.namespace, _request_timeout=10)
             return
         except ApiException as exc:
+            if exc.status == 403:  # may not read namespaces (namespaced RBAC): assume it exists
+                return
             if exc.status != 404:
                 raise api_error(exc, f"reading namespace {self.namespace!r}") from None
         labels = dict(INJECTION_LABEL)
@@ -217,12 +219,15 @@ class KubeCluster:
         if self._closed:
             return
         self._closed = True
+        loop = asyncio.get_running_loop()
         for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=15)
-        for loop in self._watches:
-            loop.stop()
+            with contextlib.suppress(RuntimeError):  # its loop is gone (closed at exit)
+                task.cancel()
+        mine = [t for t in self._tasks if t.get_loop() is loop]
+        if mine:
+            await asyncio.wait(mine, timeout=15)
+        for watch_loop in self._watches:
+            watch_loop.stop()
         for stop in list(self._wait_stops):
             stop.set()
         deadline = time.monotonic() + 10
@@ -236,8 +241,8 @@ class KubeCluster:
             await asyncio.sleep(0.05)
 
         def join() -> None:
-            for loop in self._watches:
-                loop.join(10.0)
+            for watch_loop in self._watches:
+                watch_loop.join(10.0)
 
         await asyncio.to_thread(join)
         self._hub.close()
@@ -282,11 +287,10 @@ class KubeCluster:
     async def apply(self, source: ManifestSource) -> list[str]:
         """Server-side apply, in dependency order (DestinationRule before VirtualService)."""
         self._check_open()
-        items = self._sorted(source)
 
         def run() -> list[str]:
             applied = []
-            for obj, rt, origin in items:
+            for obj, rt, origin in self._sorted(source):  # validation can take a moment
                 name = object_name(obj, origin)
                 self._execute(apply_request(obj, self.namespace, origin), f"apply {origin}")
                 applied.append(ref(rt, name))
@@ -297,17 +301,16 @@ class KubeCluster:
     async def delete(self, source: ManifestSource | str) -> list[str]:
         """Delete by manifest or ``kind/name``; objects already gone are skipped."""
         self._check_open()
-        targets: list[tuple[ResourceType, str, str]] = []
         parsed = parse_ref(source) if isinstance(source, str) else None
-        if parsed is not None:
-            rt, name = parsed
-            targets.append((rt, name, self.namespace))
-        else:
-            for obj, rt, origin in self._sorted(source, reverse=True):
-                namespace = (obj.get("metadata") or {}).get("namespace") or self.namespace
-                targets.append((rt, object_name(obj, origin), namespace))
 
         def run() -> list[str]:
+            targets: list[tuple[ResourceType, str, str]] = []
+            if parsed is not None:
+                targets.append((parsed[0], parsed[1], self.namespace))
+            else:
+                for obj, rt, origin in self._sorted(source, reverse=True):
+                    namespace = (obj.get("metadata") or {}).get("namespace") or self.namespace
+                    targets.append((rt, object_name(obj, origin), namespace))
             deleted = []
             for rt, name, namespace in targets:
                 try:

@@ -1,0 +1,51 @@
+"""Fixtures for the progressive-delivery tests: a real embedded cluster and load runs, both
+stopped (and checked gone) after each test."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from progressive_testlib import alive, eventually
+
+from lab_app.cluster.embedded import EmbeddedCluster
+from lab_app.load import LoadRun, start_load
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[EmbeddedCluster]:
+    """An embedded cluster without sidecars (the gateway routes straight to the pods)."""
+    c = await EmbeddedCluster.start(
+        sidecar_injection=False, crash_backoff_scale=0.05, propagation_delay=0.5
+    )
+    try:
+        yield c
+    finally:
+        pids = set(c.processes().values())
+        await c.close()
+        await eventually(lambda: not alive(pids), 10, message="every lab process gone")
+
+
+@pytest.fixture
+async def load() -> AsyncIterator[Callable[..., LoadRun]]:
+    """``load(url, qps=...)``: an open-ended load run (bounded at 120 s), stopped at the end."""
+    runs: list[LoadRun] = []
+
+    def make(url: str, qps: float = 200.0, **options: Any) -> LoadRun:
+        run = start_load(url, qps=qps, c=8, duration=0, max_duration=120, **options)
+        runs.append(run)
+        return run
+
+    try:
+        yield make
+    finally:
+        for run in runs:
+            run.stop()
+        for run in runs:
+            await run

@@ -1,0 +1,109 @@
+"""Helpers for the progressive-delivery tests (a module name of its own: test directories
+share one import namespace)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psutil
+import yaml
+
+from lab_app.load.records import Record
+from lab_app.progressive.routing import Routing, read_routing
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = ROOT / "manifests"
+APP = "zero-downtime-rollingupdate"
+
+
+def manifest(name: str) -> dict[str, Any]:
+    return copy.deepcopy(yaml.safe_load((MANIFESTS / name).read_text()))
+
+
+async def eventually(
+    predicate: Callable[[], T | Awaitable[T]],
+    timeout: float,
+    *,
+    interval: float = 0.05,
+    message: str = "condition",
+) -> T:
+    """Await until ``predicate()`` is truthy (it may be async); TimeoutError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while True:
+        try:
+            value = predicate()
+            if asyncio.iscoroutine(value) or isinstance(value, Awaitable):
+                value = await value  # type: ignore[misc]
+            if value:
+                return value  # type: ignore[return-value]
+        except Exception as exc:  # may fail until the condition holds
+            last = exc
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"{message} not met within {timeout:g}s" + (f" ({last!r})" if last else "")
+            )
+        await asyncio.sleep(interval)
+
+
+def virtualservice(stable: str) -> dict[str, Any]:
+    """The repo's v1/v2 VirtualService with every route sending all traffic to ``stable``."""
+    vs = manifest("istio/virtualservice-v1-v2.yaml")
+    for route in vs["spec"]["http"]:
+        first = copy.deepcopy(route["route"][0])
+        first["destination"]["subset"] = stable
+        first.pop("weight", None)
+        route["route"] = [first]
+    return vs
+
+
+async def deploy(cluster: Any, versions: Iterable[str], stable: str) -> None:
+    """Deployments of ``versions`` (1 replica each), the DestinationRule with every subset,
+    the Gateway and a VirtualService sending everything to subset ``stable``; waits until
+    the pods are ready and the gateway holds the config."""
+    versions = list(versions)
+    for version in versions:
+        await cluster.build_image(version)
+    docs = [manifest("configmap.yaml"), manifest("service.yaml")]
+    for version in versions:
+        doc = manifest(f"deployment-{version}.yaml")
+        doc["spec"]["replicas"] = 1
+        docs.append(doc)
+    docs += [
+        manifest("istio/destinationrule.yaml"),
+        manifest("istio/gateway.yaml"),
+        virtualservice(stable),
+    ]
+    await cluster.apply(docs)
+    for version in versions:
+        await cluster.wait_rollout(f"{APP}-{version}", timeout=60)
+    await cluster.config_settled()
+
+
+async def routing(cluster: Any) -> Routing:
+    return await read_routing(cluster, APP)
+
+
+def records_sent_after(run: Any, t: float) -> list[Record]:
+    return [r for r in run.log.records() if r.sent >= t]
+
+
+def weight_events(cluster: Any, since: float) -> list[Any]:
+    return [e for e in cluster.events(since=since) if e.kind == "WeightsChanged"]
+
+
+def alive(pids: Iterable[int]) -> list[int]:
+    out = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.append(pid)
+        except psutil.Error:
+            pass
+    return out
