@@ -532,10 +532,29 @@ def _validate_kubernetes(m: Manifest) -> None:
     _check_kubernetes_semantics(m)
 
 
+def _import_kubernetes_validate() -> Any:
+    """Import kubernetes-validate without paying for a grammar Kubernetes schemas never use.
+
+    jsonschema's format checker imports ``rfc3987_syntax`` when it is installed (Jupyter brings
+    it), which compiles a Lark grammar at import: 1.3 s, most of a cold cluster start. It only
+    checks the ``iri``/``iri-reference`` formats, which no Kubernetes schema uses, and
+    jsonschema skips that check when the import fails. So unless something already imported
+    it, the lab marks it unavailable for this process (``sys.modules[name] = None`` makes the
+    import raise ImportError, which jsonschema expects).
+    """
+    import sys
+
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+    import kubernetes_validate
+
+    return kubernetes_validate
+
+
 @cache
 def _schema_version() -> str:
     """KUBERNETES_VERSION, or the newest schemas an older kubernetes-validate ships."""
-    import kubernetes_validate
+    kubernetes_validate = _import_kubernetes_validate()
 
     def key(version: str) -> tuple[int, ...]:
         return tuple(int(x) for x in version.split(".")[:2])
@@ -555,7 +574,7 @@ def _schema_version() -> str:
 @lru_cache(maxsize=1024)
 def _kubernetes_schema_check(canonical: str) -> tuple[str, tuple[str, str] | None]:
     """Validate with kubernetes-validate (cached by content: backends re-apply the same files)."""
-    import kubernetes_validate  # about a second the first time (jsonschema), so imported late
+    kubernetes_validate = _import_kubernetes_validate()  # imported late: jsonschema is slow
 
     obj = json.loads(canonical)
     try:

@@ -128,7 +128,11 @@ def _main(args: argparse.Namespace) -> int:
             if cluster is not None:
                 await cluster.close()
 
-    result = asyncio.run(main())
+    try:
+        result = asyncio.run(main())
+    except asyncio.CancelledError:  # the second Ctrl-C: the cluster was closed, no report
+        print("zdlab: aborted", file=sys.stderr)
+        return 130
     print(result.summary())
     if args.json:
         path = result.save_json(args.json)

@@ -68,6 +68,11 @@ class TreeWatch:
                 pass
         return out
 
+    def pod_pids(self, at_least: int = 0) -> set[int]:
+        """The pods' pids now; empty if there are fewer than ``at_least``."""
+        pids = {p.pid for p in self.services()}
+        return pids if len(pids) >= at_least else set()
+
     def state_dir(self) -> Path:
         for p in self.sample():
             cmd = p.cmdline()
@@ -135,11 +140,9 @@ async def test_ctrl_c_mid_rollout_keeps_partial_results_and_stops_everything(
     )  # fmt: skip
     watch = TreeWatch(proc)
     try:
-        v1 = await eventually(lambda: {p.pid for p in watch.services()} if len(watch.services())
-                              >= 2 else None, 90, message="the v1 pods started")  # fmt: skip
+        v1 = await eventually(lambda: watch.pod_pids(at_least=2), 90, message="v1 pods started")
         # a v2 pod of the rolling update: the load has been running for 4 s
-        await eventually(lambda: {p.pid for p in watch.services()} - v1, 60,
-                         message="the rollout started", interval=0.01)  # fmt: skip
+        await eventually(lambda: watch.pod_pids() - v1, 60, message="the rollout started")
         state_dir = watch.state_dir()
         proc.send_signal(signal.SIGINT)
     except BaseException:
@@ -175,3 +178,30 @@ async def test_sigkill_of_zdlab_experiment_leaves_nothing_running() -> None:
     assert len(pids) >= 5  # reaper, gateway, kube-proxy, 2 pods
     await eventually(lambda: not alive(pids), 15, message="the reaper stopped every process")
     await eventually(lambda: not state_dir.exists(), 10, message="state directory removed")
+
+
+async def test_a_second_ctrl_c_aborts_at_once_and_still_stops_everything() -> None:
+    proc = subprocess.Popen(
+        [*ZDLAB, "experiment", "naive-rolling-update", "--qps", "50", "--duration", "20"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    watch = TreeWatch(proc)
+    try:
+        await eventually(lambda: len(watch.services()) >= 2, 90, message="the pods started")
+        proc.send_signal(signal.SIGINT)
+        assert proc.stderr is not None
+        line = ""
+        while "zdlab: stopping" not in line:  # the first Ctrl-C was handled
+            line = await asyncio.wait_for(asyncio.to_thread(proc.stderr.readline), 10)
+            assert line, "stderr closed before the first Ctrl-C was acknowledged"
+        assert "Ctrl-C again to abort" in line
+        proc.send_signal(signal.SIGINT)
+    except BaseException:
+        _communicate(proc, 0.1)
+        raise
+    _, stderr = await asyncio.to_thread(_communicate, proc, 60)
+    assert proc.returncode == 130, stderr
+    assert "zdlab: aborted" in stderr and "Traceback" not in stderr, stderr
+    pids = await watch.stop()
+    assert len(pids) >= 5  # reaper, gateway, kube-proxy, 2 pods
+    await eventually(lambda: not alive(pids), 15, message="every process of the CLI stopped")

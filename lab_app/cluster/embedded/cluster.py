@@ -20,7 +20,15 @@ pilot-agent's ``terminationDrainDuration``; the pod annotation ``proxy.istio.io/
 overrides it); ``exit_on_zero_active_connections`` (False); ``sidecar_injection`` (None:
 follow the namespace label ``istio-injection=enabled`` of an applied Namespace; True/False
 force it); ``gateway_port`` (0: a free port); ``crash_backoff_scale`` (1.0: the kubelet's
-10 s..300 s crash back-off; tests use e.g. 0.05); ``envoy_bin`` (default: ``find_envoy()``).
+10 s..300 s crash back-off, for pods and for crashed Envoys alike; tests use e.g. 0.05);
+``envoy_bin`` (default: ``find_envoy()``; the sidecars use it too).
+
+Faults (see ``tests/reliability``): a crashed Envoy (gateway, kube-proxy, sidecar) is restarted
+like a container, with its last config on its port (``ProxyCrashed``/``ProxyRestarted``); a
+restart that fails is a ``Note`` event (``data["reason"] == "RestartFailed"``), is listed by
+``proxy_errors()`` and makes ``config_settled()`` raise ``LabError``. A removed state directory
+is a ``Note`` event (``StateDirRemoved``) and a ``LabError`` from every later call but
+``close()``.
 
 Deliberately not modelled: CPU limits, volumes (``emptyDir`` is accepted and ignored),
 securityContext (accepted, processes run as the lab's user), imagePullPolicy, HPAs (stored,

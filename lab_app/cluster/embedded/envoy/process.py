@@ -294,6 +294,9 @@ class EnvoyProcess:
         shutil.rmtree(self.xds.root, ignore_errors=True)
         for path in (self.admin_address_path, self.log_path, self.stderr_path):
             path.unlink(missing_ok=True)
+        if self._admin is not None:  # after a crash: the old admin client is still open
+            with contextlib.suppress(Exception):
+                await self._admin.aclose()
         self._admin = self.xds.admin = None  # a restart gets a new admin port
         self.xds.reset()
         self.xds.prepare()
