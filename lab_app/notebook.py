@@ -73,7 +73,8 @@ def save_figure(figure: Any, name: str, out: Path) -> list[Path]:
     from lab_app.charts import find_chrome, save_html, save_png
 
     fig = figure.figure() if hasattr(figure, "figure") and callable(figure.figure) else figure
-    saved = [save_html(fig, out / "figures" / f"{name}.html", include_plotlyjs="cdn")]
+    # plotly.js is written once next to the figures, so the pages open offline too
+    saved = [save_html(fig, out / "figures" / f"{name}.html", include_plotlyjs="directory")]
     if find_chrome():
         with contextlib.suppress(Exception):  # a PNG is a bonus; the HTML is the record
             saved.append(save_png(fig, out / "figures" / f"{name}.png"))

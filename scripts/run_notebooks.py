@@ -81,8 +81,8 @@ def run_one(path: Path, out_dir: Path, params: dict[str, object], timeout: float
     except Exception as exc:  # a kernel that died is a failed notebook, not a crashed runner
         ok, error = False, f"{type(exc).__name__}: {exc}"
     seconds = time.monotonic() - started
-    stem = path.stem
-    figures = sorted((out_dir / "figures").glob(f"{stem}*"))
+    prefix = path.name[:3]  # "05_": a notebook's figures are named after its number
+    figures = sorted((out_dir / "figures").glob(f"{prefix}*.*"))
     return Outcome(path, output, seconds, ok, error, figures)
 
 
@@ -101,11 +101,12 @@ def write_index(out_dir: Path, outcomes: list[Outcome], params: dict[str, object
         )
     embeds = []
     for o in outcomes:
+        pngs = {f.stem for f in o.figures if f.suffix == ".png"}
         for f in o.figures:
             rel = html.escape(str(f.relative_to(out_dir)))
             if f.suffix == ".png":
                 embeds.append(f"<h3>{html.escape(f.stem)}</h3><img src='{rel}' width='900'>")
-            elif f.suffix == ".html":
+            elif f.suffix == ".html" and f.stem not in pngs:  # no PNG (no Chromium): the page
                 embeds.append(
                     f"<h3>{html.escape(f.stem)}</h3>"
                     f"<iframe src='{rel}' width='960' height='620' frameborder='0'></iframe>"
@@ -155,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"No notebooks found in {NOTEBOOKS} yet: nothing to run.")
         write_index(out_dir, [], params)
         return 0
+    if not args.only:
+        # a full run starts clean: notebook 07 compares every saved result, and a result left
+        # by an older run (or an older version of a notebook) would sneak into its table
+        for stale in [*(out_dir / "results").glob("*.json"), *(out_dir / "figures").glob("*")]:
+            stale.unlink()
     os.environ.setdefault("ZDLAB_LIVE", "0")
     os.environ.setdefault("ZDLAB_OUT", str(out_dir))
     print(f"Running {len(notebooks)} notebooks headless into {out_dir}")
