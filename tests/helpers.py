@@ -6,11 +6,17 @@ too short on a loaded CI machine (flaky) or too long everywhere else (slow).
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
 
 T = TypeVar("T")
+MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
 
 
 def wait_until(
@@ -39,3 +45,34 @@ def wait_until(
             detail = f" (last error: {last_error!r})" if last_error else ""
             raise TimeoutError(f"{message} not met within {timeout:g} s{detail}")
         time.sleep(interval)
+
+
+async def eventually(
+    predicate: Callable[[], T | Awaitable[T]],
+    timeout: float,
+    *,
+    interval: float = 0.05,
+    message: str = "condition",
+) -> T:
+    """The async ``wait_until``: await until ``predicate()`` (which may be async) is truthy."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while True:
+        try:
+            value = predicate()
+            if isinstance(value, Awaitable):
+                value = await value
+            if value:
+                return value  # type: ignore[return-value]
+        except Exception as exc:  # may fail until the condition holds
+            last = exc
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"{message} not met within {timeout:g}s" + (f" ({last!r})" if last else "")
+            )
+        await asyncio.sleep(interval)
+
+
+def manifest(name: str) -> dict[str, Any]:
+    """A fresh, mutable copy of one of the repo's manifests (tests change them in memory)."""
+    return copy.deepcopy(yaml.safe_load((MANIFESTS / name).read_text()))

@@ -3,50 +3,17 @@ share one import namespace)."""
 
 from __future__ import annotations
 
-import asyncio
-import copy
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import psutil
-import yaml
+
+from tests.helpers import eventually, manifest  # noqa: F401 (re-exported to the tests)
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
 APP = "zero-downtime-rollingupdate"
-
-
-async def eventually(
-    predicate: Callable[[], T | Awaitable[T]],
-    timeout: float,
-    *,
-    interval: float = 0.05,
-    message: str = "condition",
-) -> T:
-    """Await until ``predicate()`` is truthy (it may be async); TimeoutError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while True:
-        try:
-            value = predicate()
-            if asyncio.iscoroutine(value) or isinstance(value, Awaitable):
-                value = await value  # type: ignore[misc]
-            if value:
-                return value  # type: ignore[return-value]
-        except Exception as exc:  # may fail until the condition holds
-            last = exc
-        if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"{message} not met within {timeout:g}s" + (f" ({last!r})" if last else "")
-            )
-        await asyncio.sleep(interval)
-
-
-def manifest(name: str) -> dict[str, Any]:
-    return copy.deepcopy(yaml.safe_load((MANIFESTS / name).read_text()))
 
 
 def container(doc: dict[str, Any]) -> dict[str, Any]:

@@ -7,17 +7,20 @@ synchronise.
 
 from __future__ import annotations
 
-import asyncio
-import copy
 import socket
+import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import psutil
-import yaml
+
+# two_labs_worker.py imports this module as a plain script, without the tests' conftest
+if str(Path(__file__).resolve().parents[2]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tests.helpers import eventually, manifest  # noqa: F401 (re-exported to the tests)
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,36 +35,6 @@ ISTIO = [
     "istio/gateway.yaml",
     "istio/virtualservice.yaml",
 ]
-
-
-async def eventually(
-    predicate: Callable[[], T | Awaitable[T]],
-    timeout: float,
-    *,
-    interval: float = 0.05,
-    message: str = "condition",
-) -> T:
-    """Await until ``predicate()`` is truthy (it may be async); TimeoutError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while True:
-        try:
-            value = predicate()
-            if isinstance(value, Awaitable):
-                value = await value
-            if value:
-                return value  # type: ignore[return-value]
-        except Exception as exc:  # may fail until the condition holds
-            last = exc
-        if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"{message} not met within {timeout:g}s" + (f" (last: {last!r})" if last else "")
-            )
-        await asyncio.sleep(interval)
-
-
-def manifest(name: str) -> dict[str, Any]:
-    return copy.deepcopy(yaml.safe_load((MANIFESTS / name).read_text()))
 
 
 def one_replica(name: str = "deployment.yaml") -> dict[str, Any]:
