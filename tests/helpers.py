@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psutil
 import yaml
 
 T = TypeVar("T")
@@ -76,3 +77,15 @@ async def eventually(
 def manifest(name: str) -> dict[str, Any]:
     """A fresh, mutable copy of one of the repo's manifests (tests change them in memory)."""
     return copy.deepcopy(yaml.safe_load((MANIFESTS / name).read_text()))
+
+
+def alive(pids: Iterable[int]) -> list[int]:
+    """The pids that still run (zombies count as gone)."""
+    out = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.append(pid)
+        except psutil.Error:
+            pass
+    return out

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import psutil
 
-from tests.helpers import eventually, manifest  # noqa: F401 (re-exported to the tests)
+from tests.helpers import alive, eventually, manifest  # noqa: F401 (re-exported to the tests)
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,18 +18,6 @@ APP = "zero-downtime-rollingupdate"
 
 def container(doc: dict[str, Any]) -> dict[str, Any]:
     return doc["spec"]["template"]["spec"]["containers"][0]
-
-
-def alive(pids: list[int] | set[int]) -> list[int]:
-    """The pids that still run (zombies count as gone)."""
-    out = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                out.append(pid)
-        except psutil.Error:
-            pass
-    return out
 
 
 def descendants() -> list[psutil.Process]:

@@ -8,11 +8,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import psutil
-
 from lab_app.load.records import Record
 from lab_app.progressive.routing import Routing, read_routing
-from tests.helpers import eventually, manifest  # noqa: F401 (re-exported to the tests)
+from tests.helpers import alive, eventually, manifest  # noqa: F401 (re-exported to the tests)
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,14 +62,3 @@ def records_sent_after(run: Any, t: float) -> list[Record]:
 
 def weight_events(cluster: Any, since: float) -> list[Any]:
     return [e for e in cluster.events(since=since) if e.kind == "WeightsChanged"]
-
-
-def alive(pids: Iterable[int]) -> list[int]:
-    out = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                out.append(pid)
-        except psutil.Error:
-            pass
-    return out

@@ -20,7 +20,7 @@ import psutil
 # two_labs_worker.py imports this module as a plain script, without the tests' conftest
 if str(Path(__file__).resolve().parents[2]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.helpers import eventually, manifest  # noqa: F401 (re-exported to the tests)
+from tests.helpers import alive, eventually, manifest  # noqa: F401 (re-exported to the tests)
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,18 +41,6 @@ def one_replica(name: str = "deployment.yaml") -> dict[str, Any]:
     doc = manifest(name)
     doc["spec"]["replicas"] = 1
     return doc
-
-
-def alive(pids: Iterable[int]) -> list[int]:
-    """The pids that still run (zombies count as gone)."""
-    out = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                out.append(pid)
-        except psutil.Error:
-            pass
-    return out
 
 
 def tree(pid: int) -> list[psutil.Process]:
