@@ -28,6 +28,7 @@ lab: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@rm -rf out/results  # notebook 08 compares this run's results only
 	ZDLAB_LIVE=0 $(BIN)/python -m pytest -m "not cluster" tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider --durations=15
 
 ## make test-cluster: end-to-end notebooks against a real cluster (kind/minikube + Istio)

@@ -40,3 +40,21 @@ class PortInUseError(LabError, OSError):
 
 class RolloutTimeoutError(LabError, TimeoutError):
     """A rollout did not complete within its deadline."""
+
+
+class ConfigNotSettledError(LabError, TimeoutError):
+    """Config did not reach the proxies within the deadline (``config_settled(timeout)``).
+
+    Both backends raise it; it is a ``TimeoutError`` too, so ``except TimeoutError`` works.
+    """
+
+
+class ConfigRejectedError(LabError):
+    """A proxy rejected (NACKed) the latest config pushed to it, so it still runs older config.
+
+    ``rejections`` maps each proxy (``proxy/gateway``...) to Envoy's reason.
+    """
+
+    def __init__(self, message: str, *, rejections: dict[str, str] | None = None) -> None:
+        self.rejections = dict(rejections or {})
+        super().__init__(message)

@@ -31,7 +31,64 @@ ISTIO_KINDS = istio_schema.ISTIO_KINDS
 
 
 class ManifestWarning(UserWarning):
-    """A manifest is accepted but uses something deprecated (e.g. Istio ``v1beta1``)."""
+    """A manifest is accepted but uses something deprecated (e.g. Istio ``v1beta1``) or
+    references something that does not exist (a subset, like ``istioctl analyze`` IST0101)."""
+
+
+# Istio still serves these versions of its networking kinds (same schema as v1; v1 is stable
+# since Istio 1.22 and the storage version): accepted, with a warning naming v1.
+DEPRECATED_ISTIO_VERSIONS = ("v1alpha3", "v1beta1")
+
+
+def deprecated_api(obj: Mapping[str, Any]) -> str | None:
+    """The warning for an Istio object of a deprecated API version, or ``None``."""
+    if not is_istio(obj):
+        return None
+    api_version = str(obj.get("apiVersion", ""))
+    if api_version.partition("/")[2] not in DEPRECATED_ISTIO_VERSIONS:
+        return None
+    return (
+        f"{api_version} is deprecated (still served by Istio, stored as {ISTIO_API_VERSION});"
+        f" use {ISTIO_API_VERSION}"
+    )
+
+
+@dataclass(frozen=True)
+class RouteProblem:
+    """A route to a subset that no DestinationRule defines (``istioctl analyze`` IST0101).
+
+    Istio accepts such a VirtualService; istiod still names the cluster
+    ``outbound|PORT|SUBSET|HOST``, which does not exist, so Envoy answers ``503`` flag ``NC``.
+    """
+
+    virtualservice: str  # metadata.name
+    field: str  # e.g. spec.http[0].route[1].destination.subset
+    host: str
+    subset: str
+    known: tuple[str, ...]  # the subsets the host's DestinationRule defines
+    has_destinationrule: bool
+    source: str = ""
+    mirror: bool = False
+    manifest: Manifest | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def analyze_message(self) -> str:
+        """The text ``istioctl analyze`` prints for it (level Error, code IST0101)."""
+        what = "mirror+subset" if self.mirror else "host+subset"
+        return f'Referenced {what} in destinationrule not found: "{self.host}+{self.subset}"'
+
+    @property
+    def message(self) -> str:
+        defined = (
+            f"it defines: {', '.join(self.known) or 'none'}"
+            if self.has_destinationrule
+            else "no DestinationRule defines subsets for this host"
+        )
+        return (
+            f"IST0101 virtualservice/{self.virtualservice} {self.field}: {self.analyze_message}"
+            f" ({defined}); Envoy has no cluster for it and answers 503 NC until the"
+            " DestinationRule defines it"
+        )
 
 
 @dataclass(frozen=True)
@@ -98,7 +155,50 @@ def check_routes(
 
     With ``require_destinationrule=False``, a subset whose host has no DestinationRule in
     the given set is not an error (it may already be in the cluster).
+
+    This is the lab's strict check (``strict_routes=True``); Istio itself accepts such routes
+    (see :func:`route_problems`, which lists them without raising).
     """
+    virtualservices = [as_manifest(vs) for vs in virtualservices]
+    for vs in virtualservices:
+        _check_weights(vs)
+    problems = route_problems(
+        virtualservices, destinationrules, require_destinationrule=require_destinationrule
+    )
+    if not problems:
+        return
+    first = problems[0]
+    vs = first.manifest or as_manifest({"kind": "VirtualService"})
+    if not first.has_destinationrule:
+        raise error_at(
+            vs,
+            first.field.rsplit(".", 1)[0] + ".host",
+            f"no DestinationRule for host {first.host!r} defines subsets,"
+            f" so subset {first.subset!r} does not exist (Envoy would answer 503 NC):"
+            " apply the DestinationRule first (make before break)",
+        )
+    raise error_at(
+        vs,
+        first.field,
+        f"subset {first.subset!r} is not defined by the DestinationRule of host"
+        f" {first.host!r} (it defines: {', '.join(first.known) or 'none'}); Envoy would have"
+        " no cluster for it and answer 503 NC: add the subset to the"
+        " DestinationRule before routing to it (make before break)",
+    )
+
+
+def route_problems(
+    virtualservices: Iterable[Mapping[str, Any] | Manifest],
+    destinationrules: Iterable[Mapping[str, Any] | Manifest],
+    *,
+    require_destinationrule: bool = True,
+) -> list[RouteProblem]:
+    """Every route or mirror to a subset the DestinationRules do not define, in order.
+
+    Hosts are compared by short name. With ``require_destinationrule=False`` a host with
+    no DestinationRule in the given set is skipped (it may already be in the cluster).
+    """
+    virtualservices = list(virtualservices)
     subsets: dict[str, dict[str, str]] = {}  # host -> subset -> DestinationRule name
     for item in destinationrules:
         dr = as_manifest(item)
@@ -107,9 +207,9 @@ def check_routes(
         names = subsets.setdefault(host, {})
         for subset in spec.get("subsets") or []:
             names[str(subset.get("name"))] = dr.name
+    problems: list[RouteProblem] = []
     for item in virtualservices:
         vs = as_manifest(item)
-        _check_weights(vs)
         for i, route in enumerate((vs.obj.get("spec") or {}).get("http") or []):
             targets = [
                 (f"spec.http[{i}].route[{j}].destination", d.get("destination") or {})
@@ -122,26 +222,24 @@ def check_routes(
                 if subset is None:
                     continue
                 host = _short_host(str(dest.get("host", "")))
-                if host not in subsets:
-                    if require_destinationrule:
-                        raise error_at(
-                            vs,
-                            f"{path}.host",
-                            f"no DestinationRule for host {dest.get('host')!r} defines subsets,"
-                            f" so subset {subset!r} does not exist (Envoy would answer 503 NC):"
-                            " apply the DestinationRule first (make before break)",
-                        )
+                if host not in subsets and not require_destinationrule:
                     continue
-                if subset not in subsets[host]:
-                    known = ", ".join(sorted(subsets[host])) or "none"
-                    raise error_at(
-                        vs,
-                        f"{path}.subset",
-                        f"subset {subset!r} is not defined by the DestinationRule of host"
-                        f" {dest.get('host')!r} (it defines: {known}); Envoy would have no"
-                        " cluster for it and answer 503 NC: add the subset to the"
-                        " DestinationRule before routing to it (make before break)",
+                if subset in subsets.get(host, {}):
+                    continue
+                problems.append(
+                    RouteProblem(
+                        virtualservice=vs.name,
+                        field=f"{path}.subset",
+                        host=str(dest.get("host", "")),
+                        subset=str(subset),
+                        known=tuple(sorted(subsets.get(host, {}))),
+                        has_destinationrule=host in subsets,
+                        source=vs.source,
+                        mirror=path.endswith(".mirror"),
+                        manifest=vs,
                     )
+                )
+    return problems
 
 
 def check_plain_data(m: Manifest, value: Any, parts: list[str | int]) -> None:
@@ -273,16 +371,9 @@ def _validate_istio(m: Manifest) -> None:
             f"Istio kind {kind!r} is not implemented by the lab"
             f" (it knows {', '.join(ISTIO_KINDS)})",
         )
-    if version == "v1alpha3":
-        raise error_at(
-            m,
-            "apiVersion",
-            f"{api_version} is the original demo's Istio API; use {ISTIO_API_VERSION}"
-            " (stable, served since Istio 1.22)",
-        )
-    if version == "v1beta1":
+    if version in DEPRECATED_ISTIO_VERSIONS:
         warnings.warn(
-            f"{m.source}: {kind} {m.name}: {api_version} is deprecated, use {ISTIO_API_VERSION}",
+            f"{m.source}: {kind} {m.name}: {deprecated_api(m.obj)}",
             ManifestWarning,
             stacklevel=2,
         )

@@ -27,10 +27,14 @@ Validation:
     names the version to use.
   - Istio kinds (Gateway, VirtualService, DestinationRule of ``networking.istio.io/v1``):
     the lab's field schema in :mod:`lab_app.istio_schema`, durations, ``retryOn`` values,
-    weights (0..100, not all 0), unique subset names. ``v1beta1`` is accepted with a
-    :class:`ManifestWarning`; ``v1alpha3`` (the original demo's) is refused.
-  - When one source holds VirtualServices and DestinationRules, :func:`check_routes`
-    checks that every routed subset exists.
+    weights (0..100, not all 0), unique subset names. ``v1beta1`` and ``v1alpha3`` (the
+    original demo's), which Istio still serves, are accepted with a :class:`ManifestWarning`
+    naming ``v1`` (:func:`deprecated_api`).
+  - When one source holds VirtualServices and DestinationRules, a route to a subset the
+    DestinationRules do not define is a :class:`ManifestWarning` (``istioctl analyze``
+    IST0101), not an error: Istio accepts it and Envoy answers 503 NC.
+    :func:`route_problems` lists such routes; :func:`check_routes` raises on the first one
+    (the embedded backend's ``strict_routes=True``).
 Errors are :class:`lab_app.errors.ManifestError` (``source`` = file, ``field`` = dotted
 path); the first problem found is reported. ``err.line`` and ``err.document`` (0-based)
 are set when known.
@@ -43,6 +47,7 @@ the validation itself in :mod:`lab_app.manifest_validation`).
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -56,10 +61,13 @@ from lab_app.manifest_validation import (
     KUBERNETES_VERSION,
     Manifest,
     ManifestWarning,
+    RouteProblem,
     check_routes,
+    deprecated_api,
     format_path,
     is_istio,
     is_kind_config,
+    route_problems,
     validate,
 )
 from lab_app.units import parse_duration, parse_quantity
@@ -75,12 +83,15 @@ __all__ = [
     "MANIFESTS_DIR",
     "Manifest",
     "ManifestWarning",
+    "RouteProblem",
     "check_routes",
+    "deprecated_api",
     "format_path",
     "load_documents",
     "load_manifests",
     "parse_duration",
     "parse_quantity",
+    "route_problems",
     "validate_object",
 ]
 
@@ -98,7 +109,10 @@ def load_documents(source: Any) -> list[Manifest]:
     virtualservices = [m for m in manifests if is_istio(m.obj, "VirtualService")]
     destinationrules = [m for m in manifests if is_istio(m.obj, "DestinationRule")]
     if virtualservices and destinationrules:
-        check_routes(virtualservices, destinationrules, require_destinationrule=False)
+        for problem in route_problems(
+            virtualservices, destinationrules, require_destinationrule=False
+        ):
+            warnings.warn(f"{problem.source}: {problem.message}", ManifestWarning, stacklevel=2)
     return manifests
 
 

@@ -82,7 +82,7 @@ def save_figure(figure: Any, name: str, out: Path) -> list[Path]:
 
 
 def save_result(name: str, data: dict[str, Any], out: Path) -> Path:
-    """Write one experiment's figures for notebook 07 (``out/results/NAME.json``), atomically."""
+    """Write one experiment's figures for notebook 08 (``out/results/NAME.json``), atomically."""
     path = out / "results" / f"{name}.json"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")

@@ -156,11 +156,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"No notebooks found in {NOTEBOOKS} yet: nothing to run.")
         write_index(out_dir, [], params)
         return 0
+    # every run starts clean: notebook 08 compares every saved result, and a result left by an
+    # older run (or an older version of a notebook) would sneak into its table
+    for stale in (out_dir / "results").glob("*.json"):
+        stale.unlink()
     if not args.only:
-        # a full run starts clean: notebook 07 compares every saved result, and a result left
-        # by an older run (or an older version of a notebook) would sneak into its table
-        for stale in [*(out_dir / "results").glob("*.json"), *(out_dir / "figures").glob("*")]:
-            stale.unlink()
+        for stale in (out_dir / "figures").glob("*"):
+            if stale.is_file():
+                stale.unlink()
     os.environ.setdefault("ZDLAB_LIVE", "0")
     os.environ.setdefault("ZDLAB_OUT", str(out_dir))
     print(f"Running {len(notebooks)} notebooks headless into {out_dir}")

@@ -31,6 +31,7 @@ class EventKind(StrEnum):
     ENDPOINT_REMOVED = "EndpointRemoved"
     CONFIG_PUSHED = "ConfigPushed"  # a proxy accepted new config
     CONFIG_REJECTED = "ConfigRejected"
+    CONFIG_WARNING = "ConfigWarning"  # accepted but suspect: IST0101, a deprecated API
     WEIGHTS_CHANGED = "WeightsChanged"
     ROLLOUT_STARTED = "RolloutStarted"
     ROLLOUT_COMPLETE = "RolloutComplete"

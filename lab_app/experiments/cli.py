@@ -47,6 +47,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--max-retries", type=int, default=None, help="sidecar-rolling-update: DR maxRetries"
     )
+    parser.add_argument(
+        "--sidecar-mode",
+        choices=("native", "classic"),
+        default=None,
+        help="sidecar-rolling-update: the pods' sidecar.istio.io/nativeSidecar annotation "
+        "(default: none, the versions decide)",
+    )
+    parser.add_argument(
+        "--drain-setting",
+        default=None,
+        metavar="exit-on-zero|drain-duration=SECONDS",
+        help="sidecar-rolling-update: the pods' proxy.istio.io/config (classic sidecars' drain)",
+    )
+    parser.add_argument(
+        "--istio", default=None, help="embedded: the Istio release imitated (default 1.28)"
+    )
+    parser.add_argument(
+        "--kubernetes",
+        default=None,
+        help="embedded: the Kubernetes release imitated (default 1.34)",
+    )
     parser.add_argument("--longtask-qps", type=float, default=None, help="load on /k8s/longTask")
     parser.add_argument("--longtask-seconds", type=float, default=None, help="length of a task")
     parser.add_argument("--json", default=None, metavar="FILE", help="write the result as JSON")
@@ -80,6 +101,16 @@ def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError("--retries/--max-retries are for sidecar-rolling-update")
         kw["retries"] = args.retries
         kw["max_retries"] = args.max_retries
+    for flag in ("sidecar_mode", "drain_setting"):
+        value = getattr(args, flag)
+        if value is not None:
+            if name != "sidecar-rolling-update":
+                raise ConfigError(f"--{flag.replace('_', '-')} is for sidecar-rolling-update")
+            kw[flag] = value
+    if args.drain_setting is not None:
+        from lab_app.experiments.rolling import parse_drain_setting
+
+        parse_drain_setting(args.drain_setting)  # a bad value fails before anything starts
     for flag in ("longtask_qps", "longtask_seconds"):
         value = getattr(args, flag)
         if value is not None:
@@ -116,12 +147,14 @@ def _main(args: argparse.Namespace) -> int:
         if threading.current_thread() is threading.main_thread():
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signal.SIGINT, on_sigint)
-        options = {"backend": args.backend} if args.backend else {}
+        options = _cluster_options(args)
         cluster = None
-        if options:
+        if "backend" in options:
             from lab_app.cluster import connect
 
             cluster = await connect(**options)
+        elif options:  # the versions: with the experiment's own options (sidecar injection...)
+            kwargs["cluster_options"] = options
         try:
             return await fn(cluster, stop=stop, **kwargs)
         finally:
@@ -138,6 +171,22 @@ def _main(args: argparse.Namespace) -> int:
         path = result.save_json(args.json)
         print(f"zdlab: result written to {path}", file=sys.stderr)
     return 130 if result.interrupted else 0
+
+
+def _cluster_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--backend``, ``--istio``, ``--kubernetes`` as ``connect()`` options (checked now)."""
+    options: dict[str, Any] = {}
+    if args.backend:
+        options["backend"] = args.backend
+    for flag in ("istio", "kubernetes"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            options[flag] = value
+    if "istio" in options or "kubernetes" in options:
+        from lab_app.cluster.versions import profile
+
+        profile(options.get("istio"), options.get("kubernetes"))
+    return options
 
 
 def _check_writable(path_text: str) -> None:

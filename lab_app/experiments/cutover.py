@@ -7,12 +7,13 @@ load runs on ``/k8s/demo`` and ``/k8s/longTask``. No pod is stopped while it get
 
 1. make before break: the DestinationRule (with subset ``version-v2``) is applied before any
    route names that subset; the VirtualService starts with v1 only and ``set_weights`` adds
-   the v2 destination (the lab refuses a subset the DestinationRule lacks);
+   the v2 destination (``set_weights`` refuses a subset the DestinationRule lacks);
 2. each step is measured from the moment the gateway confirmed the new weights: the share of
    each version among the requests sent in that step is compared with weight / sum;
-3. after 0/100, v1 is scaled to 0 only once the gateway has no request in flight to it (the
-   Envoy stat ``upstream_rq_active`` of v1's cluster, on the embedded backend; elsewhere the
-   experiment waits a long task's length).
+3. after 0/100, v1 is scaled to 0, with the load still running, only once the gateway has no
+   request in flight to it and sends it no new one for a second (``wait_subset_idle``: the
+   Envoy stats ``upstream_rq_active``/``upstream_rq_total`` of v1's cluster; where the gateway
+   keeps no such stats, the experiment waits a long task's length).
 
 In-memory override (recorded in ``params``): every route of ``virtualservice-v1-v2.yaml``
 (``long-tasks`` and ``default``) starts with the v1 destination only; ``set_weights`` moves
@@ -28,6 +29,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from lab_app.claims import share_bound_points
 from lab_app.cluster import Cluster
 from lab_app.errors import ConfigError, LabError
 from lab_app.experiments.common import (
@@ -40,6 +42,7 @@ from lab_app.experiments.common import (
 )
 from lab_app.experiments.result import ExperimentResult
 from lab_app.experiments.runner import LoadSpec, Session, run_session
+from lab_app.progressive.idle import NoCountersError, wait_subset_idle
 
 V1, V2 = f"{APP}-v1", f"{APP}-v2"
 SUBSETS = {"version-v1": "v1", "version-v2": "v2"}
@@ -69,22 +72,14 @@ async def _push_time(s: Session, since: float, timeout: float = 10.0) -> float:
 
 
 async def _wait_no_traffic(s: Session, subset: str, fallback: float, timeout: float) -> float:
-    """Wait until the gateway has no request in flight to ``subset``; returns seconds waited."""
-    c = s.cluster
+    """Wait until the gateway has no request in flight to ``subset`` and sends it no new one
+    for a second (``wait_subset_idle``); without its counters, wait a long task's length."""
     start = time.monotonic()
-    stats = getattr(c, "proxy_stats", None)
-    if stats is None:
+    try:
+        await s.stopper.run(wait_subset_idle(s.cluster, APP, subset, timeout=timeout))
+    except NoCountersError:
         await s.stopper.sleep(fallback)
-        return time.monotonic() - start
-    while time.monotonic() - start < timeout:
-        values = await stats("gateway", f"\\|{subset}\\|.*upstream_rq_active$")
-        if not values:  # no such cluster stat: cannot tell, wait a long task's length instead
-            await s.stopper.sleep(fallback)
-            return time.monotonic() - start
-        if sum(int(v) for v in values.values()) == 0:
-            return time.monotonic() - start
-        await s.stopper.sleep(0.1)
-    raise LabError(f"subset {subset} still had requests in flight after {timeout:g}s")
+    return time.monotonic() - start
 
 
 async def run_subset_cutover(
@@ -95,7 +90,6 @@ async def run_subset_cutover(
     weights: Sequence[tuple[int, int]] = DEFAULT_WEIGHTS,
     longtask_qps: float = 0.5,
     longtask_seconds: float = 10.0,
-    tolerance_points: float = 5.0,
     cluster_options: dict[str, Any] | None = None,
     stop: asyncio.Event | None = None,
 ) -> ExperimentResult:
@@ -103,7 +97,8 @@ async def run_subset_cutover(
 
     Each step's entry in ``result.steps`` has ``weights``, ``expected`` and ``measured``
     shares per version, ``deviation_points`` (the largest difference, in percentage points),
-    ``within_tolerance``, and the step's ``requests`` and ``non_2xx``.
+    ``bound_points`` (per version, the binomial bound of ``lab_app.claims``),
+    ``within_bound``, and the step's ``requests`` and ``non_2xx``.
     """
     if qps <= 0 or step_seconds < 1:
         raise ConfigError("qps must be > 0 and step_seconds >= 1")
@@ -146,7 +141,7 @@ async def run_subset_cutover(
         "weights": [list(w) for w in steps],
         "longtask_qps": longtask_qps,
         "longtask_seconds": longtask_seconds,
-        "tolerance_points": tolerance_points,
+        "share_bound": "max(1 point, 4 binomial standard errors of each step's n)",
         "duration": duration,
         "overrides": {"virtualservice": "every route starts with the version-v1 destination"},
     }
@@ -187,7 +182,7 @@ async def run_subset_cutover(
         windows.append({"step": len(steps) + 1, "action": "v1 scaled to 0", "t_pushed": t_scale})
         await s.wait_loads()
         end = time.time()
-        _measure(s, windows, demo.results, end, tolerance_points)
+        _measure(s, windows, demo.results, end)
 
     return await run_session(
         "subset-cutover",
@@ -199,9 +194,7 @@ async def run_subset_cutover(
     )
 
 
-def _measure(
-    s: Session, windows: list[dict[str, Any]], results: Any, end: float, tolerance: float
-) -> None:
+def _measure(s: Session, windows: list[dict[str, Any]], results: Any, end: float) -> None:
     """Turn the step windows into ``result.steps`` entries with measured shares."""
     for k, window in enumerate(windows):
         start = window["t_pushed"]
@@ -227,16 +220,16 @@ def _measure(
             w = window["weights"]
             total = sum(w.values())
             expected = {SUBSETS[name]: round(v / total, 4) for name, v in w.items()}
-            deviation = max(
-                abs(entry["measured"].get(ver, 0.0) - share) * 100
-                for ver, share in expected.items()
-            )
+            n = sum(versions.values())
+            gaps = {v: abs(entry["measured"].get(v, 0.0) - p) * 100 for v, p in expected.items()}
+            bounds = {v: round(share_bound_points(p * 100, n), 2) for v, p in expected.items()}
             entry.update(
                 weights=w,
                 expected=expected,
                 push_lag_ms=round((start - window["t_set"]) * 1000, 1) if "t_set" in window else 0,
-                deviation_points=round(deviation, 2),
-                within_tolerance=deviation <= tolerance,
+                deviation_points=round(max(gaps.values()), 2),
+                bound_points=bounds,
+                within_bound=all(gaps[v] <= bounds[v] for v in gaps),
             )
         else:
             entry["action"] = window.get("action", "")

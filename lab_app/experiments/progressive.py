@@ -187,7 +187,7 @@ async def run_progressive(
         final = result.decision("promote" if result.promoted else "rollback")
         after = (final.applied_at or final.t) if final is not None else result.ended
         await s.stopper.sleep(tail_s)
-        run.stop()
+        run.stop(drain=True)  # the planned end: requests in flight finish
         results = await run
         cutovers.append({"cutover": label, **result.to_dict()})
         s.result.steps.append(

@@ -14,9 +14,13 @@ overrides are listed in each docstring and recorded in the result's ``params``.
   no error.
 * ``sidecar-rolling-update`` -- ``deployment.yaml`` with Istio sidecars and the original
   demo's preStop (``sleep 30``, grace 32 s), load on ``/k8s/demo`` and ``/k8s/longTask``
-  through the gateway with ``virtualservice.yaml``. The sidecars get SIGTERM with the app's
-  preStop and drain for ``terminationDrainDuration`` (5 s), cutting long tasks in flight:
-  ``503 UC`` on ``/k8s/longTask``. ``retries=True`` adds the original's retry policy
+  through the gateway with ``virtualservice.yaml``. What happens depends on the sidecar mode
+  (``sidecar_mode``; by default the versions decide: native from Istio 1.27 on Kubernetes
+  1.33+). Classic sidecars get SIGTERM with the app's preStop and drain for
+  ``terminationDrainDuration`` (5 s), cutting long tasks in flight: ``503 UC`` on
+  ``/k8s/longTask`` (``drain_setting`` changes the drain). Native sidecars drain at their own
+  preStop and stop only after the app exited: nothing is cut. ``retries=True`` adds the
+  original's retry policy
   (``attempts: 5``, ``retryOn: gateway-error,retriable-4xx,connect-failure,refused-stream``);
   it reduces the errors but does not remove them (Envoy allows 3 retries in flight per
   cluster by default, and a retry may land on another draining pod).
@@ -25,11 +29,13 @@ overrides are listed in each docstring and recorded in the result's ``params``.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from typing import Any, Literal
 
 from lab_app.cluster import Cluster
 from lab_app.cluster.events import EventKind
+from lab_app.cluster.versions import check_sidecar_mode
 from lab_app.errors import ConfigError
 from lab_app.experiments.common import (
     APP,
@@ -100,6 +106,13 @@ async def _rolling(
     await s.stopper.run(c.wait_rollout(deployment, timeout=rollout_timeout))
     s.step("rollout complete", deployment=deployment)
     await s.wait_loads()
+
+
+async def _pods(s: Session) -> list[Any]:
+    try:
+        return list(await s.cluster.pods({"app": APP}))
+    except Exception:
+        return []
 
 
 async def _wait_versions(s: Session, base: str, pods: set[str], timeout: float = 15.0) -> None:
@@ -208,10 +221,20 @@ async def run_sidecar_rolling_update(
     longtask_workers: int = 40,
     prestop_seconds: float = 30.0,
     rollout_at: float | None = 2.0,
+    sidecar_mode: Literal["native", "classic"] | None = None,
+    drain_setting: str | None = None,
     cluster_options: dict[str, Any] | None = None,
     stop: asyncio.Event | None = None,
 ) -> ExperimentResult:
     """A rolling update of ``deployment.yaml`` behind Istio sidecars; see the module doc.
+
+    ``sidecar_mode``: the pods' ``sidecar.istio.io/nativeSidecar`` annotation (``"native"`` ->
+    ``"true"``, ``"classic"`` -> ``"false"``; None: no annotation, the versions decide -- native
+    on Istio 1.27+ with Kubernetes 1.33+). ``drain_setting`` (classic sidecars): the pods'
+    ``proxy.istio.io/config``: ``"exit-on-zero"`` (``proxyMetadata:
+    EXIT_ON_ZERO_ACTIVE_CONNECTIONS: "true"``) or ``"drain-duration=SECONDS"``
+    (``terminationDrainDuration``). ``extra`` gets ``sidecar_mode`` (what the pods ran),
+    ``versions`` (the embedded backend's profile) and ``long_tasks_cut``.
 
     In-memory overrides (recorded in ``params``): preStop ``sleep`` = ``prestop_seconds``
     (30 s, the original demo's; ``terminationGracePeriodSeconds`` stays 32);
@@ -222,12 +245,23 @@ async def run_sidecar_rolling_update(
     Istio's default is unlimited (2^32-1); Envoy's own default is 3.
     """
     at = _check(qps, duration, rollout_at)
-    if longtask_seconds <= 5 and prestop_seconds > 5:
+    if sidecar_mode is not None:
+        sidecar_mode = check_sidecar_mode(sidecar_mode)
+    proxy_config = parse_drain_setting(drain_setting)
+    if sidecar_mode == "classic" and not proxy_config and longtask_seconds <= 5 < prestop_seconds:
         raise ConfigError("longtask_seconds must exceed the 5 s sidecar drain to be cut by it")
     deployment = manifest("deployment.yaml")
     container = app_container(deployment)
     container["lifecycle"] = {"preStop": {"sleep": {"seconds": int(prestop_seconds)}}}
     set_env(deployment, "LONGTASK_WORKERS", str(longtask_workers))
+    pod_meta = deployment["spec"]["template"].setdefault("metadata", {})
+    annotations = pod_meta.setdefault("annotations", {})
+    if sidecar_mode is not None:
+        annotations[NATIVE_SIDECAR_ANNOTATION] = "true" if sidecar_mode == "native" else "false"
+    if proxy_config:
+        annotations[PROXY_CONFIG_ANNOTATION] = json.dumps(proxy_config)
+    if not annotations:
+        del pod_meta["annotations"]
     vs = manifest("istio/virtualservice.yaml")
     retry_policy = None
     if retries:
@@ -269,9 +303,14 @@ async def run_sidecar_rolling_update(
             "LONGTASK_WORKERS": longtask_workers,
         },
         "rollout_at": at,
+        "sidecar_mode": sidecar_mode,
+        "drain_setting": drain_setting,
+        "pod_annotations": dict(annotations),
     }
 
     async def body(s: Session) -> None:
+        versions = getattr(s.cluster, "versions", None)
+        s.result.extra["versions"] = versions.to_dict() if versions is not None else None
         await _rolling(
             s, docs=docs, deployment=APP, via="gateway", loads=loads, duration=duration,
             rollout_at=at, rollout_timeout=120,
@@ -280,6 +319,8 @@ async def run_sidecar_rolling_update(
 
     return await run_session(
         "sidecar-rolling-update"
+        + (f"-{sidecar_mode}" if sidecar_mode else "")
+        + (f"-{drain_setting}" if drain_setting else "")
         + ("-retries" if retries else "")
         + (f"-maxretries{max_retries}" if max_retries is not None else ""),
         cluster=cluster,
@@ -290,12 +331,54 @@ async def run_sidecar_rolling_update(
     )
 
 
-async def _drain_report(s: Session) -> None:
-    """What the sidecar drains cut and what the gateway retried (embedded backend)."""
-    exits = [e for e in s.cluster.events(since=s.t0) if e.kind == EventKind.SIDECAR_EXITED]
-    s.result.extra["requests_cut_by_sidecar_exit"] = sum(
-        int(e.data.get("requests_cut", 0)) for e in exits
+NATIVE_SIDECAR_ANNOTATION = "sidecar.istio.io/nativeSidecar"
+PROXY_CONFIG_ANNOTATION = "proxy.istio.io/config"
+
+
+def parse_drain_setting(value: str | None) -> dict[str, Any]:
+    """``exit-on-zero`` or ``drain-duration=SECONDS`` -> ProxyConfig (``proxy.istio.io/config``)."""
+    if value is None:
+        return {}
+    text = str(value).strip()
+    if text == "exit-on-zero":
+        return {"proxyMetadata": {"EXIT_ON_ZERO_ACTIVE_CONNECTIONS": "true"}}
+    name, _, seconds = text.partition("=")
+    if name == "drain-duration":
+        try:
+            number = float(seconds.removesuffix("s"))
+        except ValueError:
+            number = -1.0
+        if number >= 0 and math.isfinite(number):
+            return {"terminationDrainDuration": f"{number:g}s"}
+    raise ConfigError(
+        f"drain_setting {value!r} must be 'exit-on-zero' or 'drain-duration=SECONDS' "
+        "(pilot-agent's terminationDrainDuration, e.g. drain-duration=15)"
     )
+
+
+async def _drain_report(s: Session) -> None:
+    """What the sidecar drains cut and what the gateway retried (embedded backend).
+
+    ``long_tasks_cut``: requests in flight through a sidecar when it exited (the embedded
+    backend counts them at the proxy; with /k8s/demo's short requests these are long tasks);
+    elsewhere, the long-task responses the gateway marked ``UC`` (upstream connection
+    termination)."""
+    events = s.cluster.events(since=s.t0)
+    exits = [e for e in events if e.kind == EventKind.SIDECAR_EXITED]
+    cut = sum(int(e.data.get("requests_cut", 0)) for e in exits)
+    s.result.extra["requests_cut_by_sidecar_exit"] = cut
+    modes = sorted(
+        {str(e.data["sidecar_mode"]) for e in events if e.data.get("sidecar_mode")}
+        | {str(p.extra["sidecar_mode"]) for p in await _pods(s) if p.extra.get("sidecar_mode")}
+    )
+    s.result.extra["sidecar_mode"] = modes[0] if len(modes) == 1 else (modes or None)
+    if exits:
+        s.result.extra["long_tasks_cut"] = cut
+    else:
+        run = s.runs.get("longTask")
+        results = getattr(run, "results", None) if run is not None else None
+        flags = getattr(results, "by_flags", {}) or {}
+        s.result.extra["long_tasks_cut"] = sum(n for f, n in flags.items() if "UC" in str(f))
     stats = getattr(s.cluster, "proxy_stats", None)
     if stats is None:
         return

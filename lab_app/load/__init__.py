@@ -3,6 +3,13 @@
 ``start_load(url, qps=..., duration=..., c=...)`` returns a :class:`LoadRun` at once (awaitable,
 stoppable, with live ``results`` and ``subscribe()``); ``run_load`` does the same for scripts;
 ``LoadResults`` prints fortio's report and reads/writes fortio's JSON.
+
+Where it deliberately differs from plain fortio (docs/fidelity.md has the full list): a reused
+keep-alive socket that dies before the response is counted (error class ``reset_reused``)
+instead of being retried once as fortio's fast client does (``fortio_retry=True`` restores
+that, counting ``retried_reused``); requests in flight when a run is stopped are kept as
+``cancelled``; there is no warmup request; and error classes, versions and a timeline travel
+in the JSON under ``zdlab``.
 """
 
 from lab_app.load.options import (

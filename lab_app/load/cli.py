@@ -1,7 +1,9 @@
 """``zdlab load``: fortio's ``load`` command line, on the lab's generator.
 
 The flags keep fortio's single-dash spelling (``-qps 20 -c 4 -t 30s -json out.json``) so a
-learner can paste a command from the original demo. Ctrl-C stops the run and still prints the
+learner can paste a command from the original demo. One default differs from fortio: a dead
+reused keep-alive socket is counted (``reset_reused``), not retried; ``-fortio-retry`` gives
+fortio's retry-once. Ctrl-C stops the run and still prints the
 partial report and writes the partial JSON; the exit status is then 130 (128 + SIGINT, as
 ``zdlab experiment`` and shells use), so a script can tell a partial run from a complete one.
 """
@@ -61,6 +63,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="client engine: h11 (fast, plain http), httpx (https too); auto picks",
     )
     parser.add_argument(
+        "-fortio-retry",
+        action="store_true",
+        help=(
+            "retry once, on a new socket, a request whose reused keep-alive socket died before "
+            "the response, as fortio's fast client does (default: count every failure)"
+        ),
+    )
+    parser.add_argument(
         "-max-duration",
         default=str(MAX_DURATION_S),
         help=f"safety cap for -t 0 / -n at max qps (default {MAX_DURATION_S:g}s)",
@@ -113,6 +123,7 @@ def _main(args: argparse.Namespace) -> int:
         headers=_headers(args.H),
         engine=args.engine,
         max_duration=args.max_duration,
+        fortio_retry=args.fortio_retry,
     )
     json_to_stdout = args.json == "-"
     if args.json and not json_to_stdout:
@@ -161,6 +172,7 @@ def _main(args: argparse.Namespace) -> int:
         "headers": dict(options.headers),
         "engine": options.engine,
         "max_duration": options.max_duration,
+        "fortio_retry": options.fortio_retry,
     }
     # our own SIGINT handler (installed in on_start) stops the run and remembers the interrupt
     results = run_load(options.url, on_start=on_start, stop_on_sigint=False, **kwargs)

@@ -7,10 +7,16 @@ parser, on a bare asyncio Protocol with a prepared request) costs 0.15 to 0.3 ms
 latencies close to Go's ``hey``. The httpx engine (engine_httpx.py) stays for https and as a
 cross-check.
 
-What it guarantees, like fortio: exactly one socket per worker while nothing fails; a failed
-request is recorded, never retried (a request that was written and then saw the socket die
-counts as ``reset``); a socket the server closed *while idle* (noticed before sending) is simply
-reopened, which is not a retry because nothing was sent on it.
+What it guarantees: exactly one socket per worker while nothing fails, and by default every
+failed request is recorded, never retried. That is *not* plain fortio: fortio's fast client
+(``fhttp/http_client.go``, ``StreamFetch``/``readResponse``) retries a request once on a new
+socket when a *reused* keep-alive socket fails before the first response byte ("Closing dead
+socket"), which hides the keep-alive race a rollout can cause. Here such a failure is its own
+class, ``reset_reused``, and ``fortio_retry=True`` restores fortio's retry-once (counted in
+``retried_reused``; like fortio it also retries a reused socket that timed out before any byte).
+A request that was written and then saw a *fresh* socket die counts as ``reset``; a socket the
+server closed *while idle* (noticed before sending) is simply reopened, which is not a retry
+because nothing was sent on it.
 """
 
 from __future__ import annotations
@@ -18,23 +24,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
+from array import array
+from collections import Counter
 
 import h11
 
 from lab_app.load.options import LoadOptions
-from lab_app.load.records import OTHER, REFUSED, RESET, TIMEOUT
+from lab_app.load.records import OTHER, REFUSED, RESET, RESET_REUSED, TIMEOUT
 
 USER_AGENT = "zdlab-load/0.1 (fortio-compatible)"
 
 
 class RequestError(Exception):
-    """A request that got no HTTP response; ``kind`` is one of the records' error classes."""
+    """A request that got no HTTP response; ``kind`` is one of the records' error classes.
 
-    __slots__ = ("kind",)
+    ``reused`` is True when it failed on a reused keep-alive socket before the first response
+    byte: the case fortio's fast client retries once (see ``fortio_retry``).
+    """
 
-    def __init__(self, kind: int, detail: str = "") -> None:
+    __slots__ = ("kind", "reused")
+
+    def __init__(self, kind: int, detail: str = "", *, reused: bool = False) -> None:
         super().__init__(detail)
         self.kind = kind
+        self.reused = reused
 
 
 _RESPONSE = h11.Response
@@ -53,8 +67,10 @@ class _Connection(asyncio.Protocol):
         "closed",
         "conn",
         "flags",
+        "got",
         "hsize",
         "lost",
+        "served",
         "size",
         "status",
         "transport",
@@ -73,6 +89,8 @@ class _Connection(asyncio.Protocol):
         self.flags = ""
         self.size = 0
         self.hsize = 0
+        self.served = 0  # complete responses read on this socket: > 0 means "reused"
+        self.got = 0  # bytes received since the current request was sent
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -84,6 +102,7 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
+        self.got += len(data)
         try:
             conn.receive_data(data)
             self._drain_events()
@@ -103,7 +122,9 @@ class _Connection(asyncio.Protocol):
                 self.size += len(event.data)  # type: ignore[union-attr]
             elif kind is _RESPONSE:
                 self.status = event.status_code  # type: ignore[union-attr]
-                hsize = 0
+                # fortio's header size: the status line, the header lines and the blank line
+                # ("HTTP/1.1 200 OK\r\n" ... "\r\n"), as h11 hands them back.
+                hsize = 5 + len(event.http_version) + 5 + len(event.reason) + 2 + 2  # type: ignore[union-attr]
                 for name, value in event.headers:  # type: ignore[union-attr]
                     hsize += len(name) + len(value) + 4
                     if name == b"x-app-version":
@@ -112,6 +133,7 @@ class _Connection(asyncio.Protocol):
                         self.flags = value.decode("latin-1")
                 self.hsize = hsize
             elif kind is _END:
+                self.served += 1
                 waiter = self.waiter
                 self.waiter = None
                 if waiter is not None and not waiter.done():
@@ -145,13 +167,20 @@ class _Connection(asyncio.Protocol):
 
 
 class H11Client:
-    """A worker's HTTP client: a prepared GET, one connection at a time, no retries."""
+    """A worker's HTTP client: a prepared GET, one connection at a time.
+
+    No retries unless ``options.fortio_retry`` (then fortio's one retry of a reused socket that
+    failed before the first response byte). Besides the last response it keeps what fortio's
+    JSON reports per connection: ``sockets`` opened, ``connect_times`` (seconds, one per
+    attempt, failed ones included, as fortio's ``ConnectionStats``) and ``ip_counts``.
+    """
 
     def __init__(self, options: LoadOptions, socket_serial: list[int]) -> None:
         target = options.target
         self._host = target.host
         self._port = target.port
         self._timeout = options.timeout
+        self._fortio_retry = options.fortio_retry
         headers = [("Host", target.host_header), ("User-Agent", USER_AGENT)]
         headers.extend(options.headers)
         self._request = h11.Request(method="GET", target=target.path, headers=headers)
@@ -167,13 +196,17 @@ class H11Client:
         self.flags = ""
         self.size = 0
         self.hsize = 0
+        self.retried_reused = 0  # requests retried on a new socket (fortio_retry only)
+        self.connect_times = array("d")
+        self.ip_counts: Counter[str] = Counter()
 
     async def _connect(self, deadline: float) -> _Connection:
         loop = self._loop
         self.conn_id = -1  # a request that fails to connect had no socket
+        began = time.perf_counter()
         try:
             async with asyncio.timeout_at(deadline):
-                _, proto = await loop.create_connection(
+                transport, proto = await loop.create_connection(
                     lambda: _Connection(loop), self._host, self._port
                 )
         except TimeoutError:
@@ -184,6 +217,12 @@ class H11Client:
             raise RequestError(RESET, str(exc)) from None
         except OSError as exc:
             raise RequestError(OTHER, f"connect failed: {exc}") from None
+        finally:
+            self.connect_times.append(time.perf_counter() - began)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
+            self.ip_counts[f"{host}:{peer[1]}"] += 1
         self.sockets += 1
         self.conn_id = self._serial[0]
         self._serial[0] += 1
@@ -197,7 +236,20 @@ class H11Client:
             waiter.set_exception(RequestError(TIMEOUT, "no response within the timeout"))
 
     async def fetch(self) -> None:
-        """Send one GET, wait for the whole response; a transport error raises RequestError."""
+        """Send one GET, wait for the whole response; a transport error raises RequestError.
+
+        With ``fortio_retry`` a reused socket that fails before the first response byte is
+        closed and the request sent once more on a new socket, as fortio's fast client does.
+        """
+        try:
+            await self._attempt()
+        except RequestError as exc:
+            if not (self._fortio_retry and exc.reused):
+                raise
+            self.retried_reused += 1
+            await self._attempt()  # on a new socket: _attempt dropped the dead one
+
+    async def _attempt(self) -> None:
         loop = self._loop
         deadline = loop.time() + self._timeout
         proto = self._proto
@@ -205,18 +257,26 @@ class H11Client:
             self._drop()
             proto = self._proto = await self._connect(deadline)
         conn = proto.conn
+        reused = proto.served > 0
         proto.status = 0
         proto.version = ""
         proto.flags = ""
         proto.size = 0
+        proto.got = 0
         waiter: asyncio.Future[None] = loop.create_future()
         proto.waiter = waiter
         proto.transport.write(conn.send(self._request) + conn.send(self._end))  # type: ignore[union-attr,operator]
         timer = loop.call_at(deadline, self._on_timeout, waiter)
         try:
             await waiter
-        except RequestError:
+        except RequestError as exc:
             self._drop()
+            if reused and proto.got == 0 and exc.kind in (RESET, TIMEOUT):
+                # RESET here is the keep-alive race: the server closed a socket it had used just
+                # as this request went out; its own class, so the lab can show what fortio
+                # hides. A timeout stays a timeout, but fortio retries it too (err at first read).
+                kind = RESET_REUSED if exc.kind == RESET else TIMEOUT
+                raise RequestError(kind, f"reused keep-alive socket: {exc}", reused=True) from None
             raise
         except asyncio.CancelledError:
             self._drop()

@@ -3,8 +3,17 @@
 Used for https targets and as a cross-check of the fast engine. It calls the transport
 directly with a prepared ``httpx.Request`` (no client-level auth/redirect/cookie work), with
 ``retries=0`` and ``max_connections=1`` so, like fortio's threads, each worker owns exactly one
-keep-alive socket and a failed request is counted, never retried. Sockets opened are counted
-with httpcore's ``trace`` extension (``connection.connect_tcp.complete``).
+keep-alive socket, and by default a failed request is counted, never retried (fortio's fast
+client would retry a dead reused socket once: see engine_h11.py and ``fortio_retry``). Sockets
+opened, connect times and peer addresses come from httpcore's ``trace`` extension
+(``connection.connect_tcp.*``).
+
+``reset_reused`` here is an approximation: httpcore does not expose the bytes received, so a
+request counts as failed "before the first response byte" when it failed on a socket it did not
+open (no ``connect_tcp`` during this request) before the response *headers* were complete
+(``http11.receive_response_headers.complete``). A server that dies in the middle of a status
+line is therefore ``reset_reused`` here and ``reset`` in the h11 engine; a clean close or RST
+after the request, the keep-alive race, is ``reset_reused`` in both.
 """
 
 from __future__ import annotations
@@ -13,12 +22,16 @@ import errno
 import importlib.util
 import ssl
 import sys
+import time
+from array import array
+from collections import Counter
+from typing import Any
 
 import httpx
 
 from lab_app.load.engine_h11 import USER_AGENT, RequestError
 from lab_app.load.options import LoadOptions
-from lab_app.load.records import OTHER, REFUSED, RESET, TIMEOUT
+from lab_app.load.records import OTHER, REFUSED, RESET, RESET_REUSED, TIMEOUT
 
 # httpcore imports the optional ``sniffio`` inside a per-request function; when it is not
 # installed (anyio >= 4.11 stopped depending on it) every request pays a failed import
@@ -68,6 +81,7 @@ class HttpxClient:
     def __init__(self, options: LoadOptions, socket_serial: list[int]) -> None:
         target = options.target
         timeout = options.timeout
+        self._fortio_retry = options.fortio_retry
         self._transport = httpx.AsyncHTTPTransport(
             verify=_ssl_context(),
             retries=0,
@@ -85,6 +99,9 @@ class HttpxClient:
             },
         )
         self._serial = socket_serial
+        self._connect_began = 0.0
+        self._connected = False  # a connect_tcp happened during the current attempt
+        self._headers_done = False  # the current attempt's response headers were read
         self.sockets = 0
         self.conn_id = -1
         self.status = 0
@@ -92,32 +109,68 @@ class HttpxClient:
         self.flags = ""
         self.size = 0
         self.hsize = 0
+        self.retried_reused = 0
+        self.connect_times = array("d")
+        self.ip_counts: Counter[str] = Counter()
 
-    async def _trace(self, event_name: str, info: dict) -> None:
+    async def _trace(self, event_name: str, info: dict[str, Any]) -> None:
         if event_name == "connection.connect_tcp.started":
             self.conn_id = -1
+            self._connected = True
+            self._connect_began = time.perf_counter()
         elif event_name == "connection.connect_tcp.complete":
+            self.connect_times.append(time.perf_counter() - self._connect_began)
             self.sockets += 1
             self.conn_id = self._serial[0]
             self._serial[0] += 1
+            stream = info.get("return_value")
+            try:
+                peer = stream.get_extra_info("server_addr") if stream is not None else None
+            except Exception:  # a backend without the key: the count is only informative
+                peer = None
+            if isinstance(peer, tuple) and len(peer) >= 2:
+                host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
+                self.ip_counts[f"{host}:{peer[1]}"] += 1
+        elif event_name == "connection.connect_tcp.failed":
+            self.connect_times.append(time.perf_counter() - self._connect_began)
+        elif event_name == "http11.receive_response_headers.complete":
+            self._headers_done = True
 
     async def fetch(self) -> None:
+        """One GET; with ``fortio_retry`` a dead reused socket gets fortio's one retry."""
+        try:
+            await self._attempt()
+        except RequestError as exc:
+            if not (self._fortio_retry and exc.reused):
+                raise
+            self.retried_reused += 1
+            await self._attempt()  # httpcore closed the failed connection: this opens a new one
+
+    async def _attempt(self) -> None:
+        self._connected = False
+        self._headers_done = False
         try:
             response = await self._transport.handle_async_request(self._request)
             try:
                 body = await response.aread()
             finally:
                 await response.aclose()
-        except httpx.HTTPError as exc:
-            raise RequestError(classify(exc), str(exc)) from None
-        except OSError as exc:
-            raise RequestError(classify(exc), str(exc)) from None
+        except (httpx.HTTPError, OSError) as exc:
+            kind = classify(exc)
+            reused = not self._connected and not self._headers_done
+            if reused and kind == RESET:
+                msg = f"reused keep-alive socket: {exc}"
+                raise RequestError(RESET_REUSED, msg, reused=True) from None
+            raise RequestError(kind, str(exc), reused=reused and kind == TIMEOUT) from None
         headers = response.headers
         self.status = response.status_code
         self.version = headers.get("x-app-version", "")
         self.flags = headers.get("x-envoy-flags", "")
         self.size = len(body)
-        self.hsize = sum(len(k) + len(v) + 4 for k, v in headers.raw)
+        reason = response.extensions.get("reason_phrase", b"")
+        # fortio's header size: status line + header lines + the blank line
+        status_line = len(response.http_version) + 5 + len(reason) + 2
+        self.hsize = status_line + sum(len(k) + len(v) + 4 for k, v in headers.raw) + 2
 
     async def aclose(self) -> None:
         await self._transport.aclose()

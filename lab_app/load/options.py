@@ -65,8 +65,12 @@ def format_duration(seconds: float) -> str:
     """A Go-style duration string, the way fortio writes ``RequestedDuration`` ("5s", "1m30s")."""
     if seconds <= 0:
         return "0s"
+    if seconds < 1e-6:
+        return f"{round(seconds * 1e9, 6):g}ns"
+    if seconds < 1e-3:
+        return f"{round(seconds * 1e6, 6):g}µs"
     if seconds < 1:
-        return f"{seconds * 1000:g}ms"
+        return f"{round(seconds * 1000, 6):g}ms"
     minutes, secs = divmod(seconds, 60.0)
     hours, minutes = divmod(int(minutes), 60)
     out = ""
@@ -145,7 +149,9 @@ class LoadOptions:
     """A validated load run description (fortio's flags plus the lab's extras).
 
     ``duration`` 0 means until stopped (bounded by ``max_duration``); ``n`` > 0 means exactly
-    ``n`` calls instead of a duration; ``qps`` 0 means as fast as possible.
+    ``n`` calls instead of a duration; ``qps`` 0 means as fast as possible. ``fortio_retry``
+    turns on fortio's fast-client retry of a dead reused keep-alive socket (off by default, so
+    every failure is counted).
     """
 
     url: str
@@ -162,6 +168,7 @@ class LoadOptions:
     headers: tuple[tuple[str, str], ...] = ()
     engine: Engine = "auto"
     max_duration: float = MAX_DURATION_S
+    fortio_retry: bool = False
     target: Target = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -222,6 +229,7 @@ def make_options(
     headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
     engine: str = "auto",
     max_duration: float | str = MAX_DURATION_S,
+    fortio_retry: bool = False,
 ) -> LoadOptions:
     """Check every parameter and build :class:`LoadOptions`; ConfigError names the bad one."""
     qps_v = _number(qps, "qps")
@@ -268,6 +276,7 @@ def make_options(
         headers=tuple(header_items),
         engine=engine,  # type: ignore[arg-type]
         max_duration=max_v,
+        fortio_retry=bool(fortio_retry),
     )
     if options.engine == "h11" and options.target.scheme == "https":
         raise ConfigError("engine: 'h11' speaks plain http only; use engine='httpx' for https")

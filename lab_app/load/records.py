@@ -12,13 +12,21 @@ from array import array
 from collections.abc import Iterator
 from typing import NamedTuple
 
-# Error classes. fortio reports all of them as code -1; the lab keeps them apart.
+# Error classes. fortio reports all of them as code -1; the lab keeps them apart, because "the
+# server reset a connection it had been using" and "the run was stopped with this request in
+# flight" call for different fixes. The numbers are stored in the log: only ever append.
 OK = 0
 REFUSED = 1
 RESET = 2
 TIMEOUT = 3
 OTHER = 4
-ERROR_NAMES = ("", "refused", "reset", "timeout", "other")
+#: a *reused* keep-alive socket failed (reset, EOF, broken pipe) before the first response
+#: byte: the keep-alive race that fortio's fast client retries once ("Closing dead socket").
+RESET_REUSED = 5
+#: sent, but the run was stopped or cancelled before an answer came (end = the moment of
+#: cancellation): recorded so that stopping a run never makes requests disappear.
+CANCELLED = 6
+ERROR_NAMES = ("", "refused", "reset", "timeout", "other", "reset_reused", "cancelled")
 ERROR_CLASSES = ERROR_NAMES[1:]
 
 
@@ -29,12 +37,12 @@ class Record(NamedTuple):
     sent: float
     ended: float
     code: int  # HTTP status, -1 for a transport error
-    error: str  # "" or refused/reset/timeout/other
+    error: str  # "" or one of ERROR_CLASSES (refused/reset/timeout/other/reset_reused/cancelled)
     version: str  # x-app-version of the response, "" if none
     flags: str  # x-envoy-flags of the response, "" if none
     worker: int
     connection: int  # serial number of the socket within the run, -1 if none was open
-    size: int  # body bytes
+    size: int  # body bytes (fortio's Sizes histogram adds the header bytes: see results.py)
 
     @property
     def latency(self) -> float:

@@ -2,10 +2,13 @@
 
 ``LoadResults`` is a snapshot: built from a run's request log (``from_log``) or from a fortio
 JSON file (``from_fortio_json``); both paths fill the same fields, so ``to_fortio_json`` after
-``from_fortio_json`` gives back the same document. The extras fortio lacks (error classes,
-latency corrected for coordinated omission, responding versions, per-second timeline, the
-client's own event-loop lag) travel in the JSON under the key ``zdlab``, which fortio's UI
-ignores.
+``from_fortio_json`` gives back the same document. ``to_fortio_json`` writes every field of
+fortio's ``fhttp.HTTPRunnerResults`` (with the embedded ``periodic.RunnerResults`` and
+``HTTPOptions`` flattened, as Go's encoding/json does), with fortio's names, types and
+histogram dividers; see docs/fidelity.md and tests/load/data/. The extras fortio lacks (error
+classes, latency from the scheduled send, responding versions, per-second timeline, the
+client's own event-loop lag, retried/skipped counts) travel under the key ``zdlab``, which
+fortio's UI ignores.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import json
 import math
 import os
 import time
-from bisect import bisect_left
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +33,14 @@ from lab_app.load.records import ERROR_CLASSES, ERROR_NAMES, RequestLog
 from lab_app.load.timeline import Timeline, rows_to_frame
 
 VERSION = "zdlab-load 0.1"
+#: The fortio release whose JSON fields (periodic/periodic.go, fhttp/httprunner.go,
+#: fhttp/http_client.go, stats/stats.go) ``to_fortio_json`` reproduces.
+FORTIO_JSON_VERSION = "1.75.2"
+#: fortio's histogram dividers: durations in ms buckets, body+header sizes in 100-byte units,
+#: header sizes in 5-byte units (fhttp/httprunner.go ``NewHistogram(0, 100)`` / ``(0, 5)``).
+DURATION_DIVIDER = 0.001
+SIZES_DIVIDER = 100.0
+HEADER_SIZES_DIVIDER = 5.0
 
 # fortio's histogram bucket upper bounds (in units of the divider: 1 ms for durations).
 # fmt: off
@@ -52,30 +63,38 @@ def histogram_data(
     values: Iterable[float],
     divider: float = 0.001,
     percentiles: Sequence[float] = (),
+    offset: float = 0.0,
 ) -> dict[str, Any]:
     """fortio's ``HistogramData`` for ``values``: counters, bucket ``Data`` and ``Percentiles``.
 
-    Buckets are fortio's (``]prev, cur]`` in units of ``divider``); percentiles come from an
-    HdrHistogram (microsecond resolution, 3 significant digits) rather than fortio's bucket
-    interpolation, so a p99 is not rounded to a bucket edge.
+    Buckets are fortio's (``stats/stats.go``): a value ``v`` is scaled to
+    ``(v - offset) / divider`` and falls in ``]prev, cur]`` of the bucket values, so the
+    ``divider`` is the bucket unit (0.001 s for durations, 100 bytes for fortio's ``Sizes``,
+    5 bytes for ``HeaderSizes``). Percentiles come from an HdrHistogram (microsecond
+    resolution, 3 significant digits) rather than fortio's bucket interpolation, so a p99 is not
+    rounded to a bucket edge. As in fortio's JSON, ``Percentiles`` is absent when none were
+    asked or there is no data (Go's ``omitempty``) and ``Data`` is null when empty.
     """
     vals = sorted(values)
     count = len(vals)
     if count == 0:
-        empty: dict[str, Any] = {"Count": 0, "Min": 0, "Max": 0, "Sum": 0, "Avg": 0, "StdDev": 0}
-        return empty | {"Data": None, "Percentiles": None}
+        return {"Count": 0, "Min": 0, "Max": 0, "Sum": 0, "Avg": 0, "StdDev": 0, "Data": None}
     total = math.fsum(vals)
     avg = total / count
     variance = max(0.0, math.fsum((v - avg) ** 2 for v in vals) / count)
     counts = [0] * (len(_BUCKETS) + 1)
+    last = _BUCKETS[-1]
     for v in vals:
-        scaled = v / divider - 0.0001
+        scaled = (v - offset) / divider
         if scaled <= 0:
             counts[0] += 1
-        elif scaled > _BUCKETS[-1]:
+        elif scaled > last:
             counts[-1] += 1
         else:
-            counts[bisect_left(_BUCKETS, scaled)] += 1
+            whole = int(scaled)
+            if scaled - whole < 1e-12:  # the interval is open on the left: 5.0 goes in ]4, 5]
+                whole -= 1
+            counts[bisect_right(_BUCKETS, whole)] += 1
     data: list[dict[str, Any]] = []
     cumulative = 0
     prev = _BUCKETS[0]
@@ -85,12 +104,12 @@ def histogram_data(
                 prev = _BUCKETS[i]
             continue
         cumulative += n
-        start = vals[0] if not data else prev * divider
+        start = vals[0] if not data else prev * divider + offset
         if i < len(_BUCKETS):
-            end = _BUCKETS[i] * divider
+            end = _BUCKETS[i] * divider + offset
             prev = _BUCKETS[i]
         else:
-            start, end = prev * divider, vals[-1]
+            end = vals[-1]
         data.append({"Start": start, "End": end, "Percent": 100.0 * cumulative / count, "Count": n})
     data[-1]["End"] = vals[-1]
     result: dict[str, Any] = {
@@ -101,8 +120,9 @@ def histogram_data(
         "Avg": avg,
         "StdDev": math.sqrt(variance),
         "Data": data,
-        "Percentiles": hdr_percentiles(vals, percentiles) if percentiles else None,
     }
+    if percentiles:
+        result["Percentiles"] = hdr_percentiles(vals, percentiles)
     return result
 
 
@@ -123,7 +143,17 @@ def hdr_percentiles(
 
 
 def _rfc3339(wall: float) -> str:
-    return datetime.fromtimestamp(wall, tz=UTC).astimezone().isoformat()
+    """Like Go's ``time.Time`` in JSON (RFC 3339, fraction without trailing zeros, Z for UTC)."""
+    moment = datetime.fromtimestamp(wall, tz=UTC).astimezone()
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    fraction = f"{moment.microsecond:06d}".rstrip("0")
+    if fraction:
+        text += "." + fraction
+    offset = moment.utcoffset()
+    if not offset:
+        return text + "Z"
+    zone = moment.strftime("%z")
+    return text + zone[:3] + ":" + zone[3:]
 
 
 def _parse_rfc3339(text: str) -> float:
@@ -142,7 +172,12 @@ class LoadResults:
     """A run's results: fortio's numbers plus error classes, versions, timeline and loop lag.
 
     Times are seconds (wall-clock for ``start_time``); ``codes`` uses fortio's -1 for every
-    transport error, ``errors`` keeps them apart by class.
+    transport error, ``errors`` keeps them apart by class (``reset_reused``: a reused
+    keep-alive socket died before the first response byte; ``cancelled``: in flight when the
+    run was stopped). ``retried_reused`` counts requests that ``fortio_retry`` retried once on
+    a new socket (errors fortio would have hidden); ``skipped_slots`` the scheduled sends that
+    ``nocatchup`` skipped. ``sizes`` is fortio's ``Sizes`` (header + body bytes, as fortio's fast
+    client counts), ``header_sizes`` includes the status line.
     """
 
     url: str
@@ -175,6 +210,11 @@ class LoadResults:
     done: bool = True
     stopped_early: bool = False
     client_cpu_s: float = 0.0  # CPU time of the whole client process during the run
+    fortio_retry: bool = False
+    retried_reused: int = 0
+    skipped_slots: int = 0
+    ip_count_map: dict[str, int] = field(default_factory=dict)
+    connection_stats: dict[str, Any] = field(default_factory=dict)
     records: RequestLog | None = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------------ building
@@ -190,6 +230,10 @@ class LoadResults:
         done: bool,
         stopped_early: bool = False,
         client_cpu_s: float = 0.0,
+        retried_reused: int = 0,
+        skipped_slots: int = 0,
+        connect_times: Sequence[float] = (),
+        ip_counts: dict[str, int] | None = None,
     ) -> LoadResults:
         n = len(log)
         send, end, sched, code_col, err_col = log.send, log.end, log.sched, log.code, log.err
@@ -236,10 +280,11 @@ class LoadResults:
             by_version=by_version,
             by_flags=by_flags,
             sockets=list(sockets),
-            duration_histogram=histogram_data(latencies, 0.001, pcts),
-            errors_duration_histogram=histogram_data(error_latencies, 0.001, pcts),
-            sizes=histogram_data(log.size[:n], 1.0),
-            header_sizes=histogram_data(log.hsize[:n], 1.0),
+            duration_histogram=histogram_data(latencies, DURATION_DIVIDER, pcts),
+            errors_duration_histogram=histogram_data(error_latencies, DURATION_DIVIDER, pcts),
+            # fortio's fast client reports the whole response (headers + body) as the size
+            sizes=histogram_data([log.size[i] + log.hsize[i] for i in range(n)], SIZES_DIVIDER),
+            header_sizes=histogram_data(log.hsize[:n], HEADER_SIZES_DIVIDER),
             corrected_percentiles=hdr_percentiles(corrected, pcts),
             loop_lag=loop_lag,
             timeline_rows=timeline.rows(),
@@ -247,6 +292,11 @@ class LoadResults:
             done=done,
             stopped_early=stopped_early,
             client_cpu_s=client_cpu_s,
+            fortio_retry=options.fortio_retry,
+            retried_reused=retried_reused,
+            skipped_slots=skipped_slots,
+            ip_count_map=dict(sorted((ip_counts or {}).items())),
+            connection_stats=histogram_data(connect_times, DURATION_DIVIDER, pcts),
             records=log,
         )
 
@@ -353,6 +403,24 @@ class LoadResults:
         if any(self.errors.values()):
             parts = ", ".join(f"{k} {v}" for k, v in self.errors.items())
             lines.append(f"# zdlab: code -1 by class: {parts}")
+        reset_reused = self.errors.get("reset_reused", 0)
+        if self.fortio_retry:
+            lines.append(
+                f"# zdlab: fortio retry mode: {self.retried_reused} request(s) whose reused "
+                "keep-alive socket died before the response were retried once on a new socket "
+                "(errors fortio hides)"
+            )
+        elif reset_reused:
+            lines.append(
+                f"# zdlab: {reset_reused} reset_reused: a reused keep-alive socket died before "
+                "the response; fortio would have retried each once and hidden it if the retry "
+                "succeeded"
+            )
+        if self.errors.get("cancelled", 0):
+            lines.append(
+                f"# zdlab: {self.errors['cancelled']} request(s) in flight when the run was "
+                "stopped are counted as cancelled (code -1)"
+            )
         if self.by_version:
             parts = ", ".join(
                 f"{k} {v} ({100.0 * v / total:.1f} %)" for k, v in self.by_version.items()
@@ -361,11 +429,19 @@ class LoadResults:
         if self.by_flags:
             parts = ", ".join(f"{k} {v}" for k, v in self.by_flags.items())
             lines.append(f"# zdlab: envoy response flags: {parts}")
-        for item in self.corrected_percentiles:
+        if self.nocatchup:
+            # Skipped slots were never sent, so no latency stands for them: measuring from the
+            # slot actually used is honest but it is not a coordinated-omission correction.
             lines.append(
-                f"# zdlab: corrected for coordinated omission (from scheduled send): "
-                f"target {item['Percentile']:g}% {item['Value']:.6g}"
+                f"# zdlab: nocatchup skipped {self.skipped_slots} scheduled send(s); latency "
+                "below is from the scheduled slot actually used, NOT corrected for coordinated "
+                "omission"
             )
+            label = "from the scheduled slot used"
+        else:
+            label = "corrected for coordinated omission (from scheduled send)"
+        for item in self.corrected_percentiles:
+            lines.append(f"# zdlab: {label}: target {item['Percentile']:g}% {item['Value']:.6g}")
         if self.loop_lag:
             lines.append(
                 f"# zdlab: client event-loop lag: max {self.loop_lag.get('max_ms', 0):.1f} ms, "
@@ -388,25 +464,26 @@ class LoadResults:
 
     # ------------------------------------------------------------------ fortio's JSON
     def to_fortio_json(self) -> dict[str, Any]:
-        """A dict with fortio's HTTP result fields and types, plus the ``zdlab`` extras."""
-        if self.exactly:
-            requested_duration = f"exactly {self.exactly} calls"
-        elif self.requested_duration <= 0:
-            requested_duration = "until stop"
-        else:
-            requested_duration = format_duration(self.requested_duration)
-        duration_hist = dict(self.duration_histogram)
+        """fortio's ``HTTPRunnerResults`` JSON (every field, fortio's names, types and order).
+
+        ``periodic.RunnerResults`` and ``HTTPOptions`` are embedded structs in Go, so their
+        fields sit at the top level, as fortio writes them. Options the lab does not have keep
+        fortio's zero values (no payload, no TLS files, keep-alive on). Go's float64 fields are
+        JSON numbers, its ``time.Duration`` fields integer nanoseconds. The lab's extras are
+        under ``zdlab``.
+        """
         return {
+            # periodic.RunnerResults (periodic/periodic.go)
             "RunType": "HTTP",
             "Labels": self.label,
             "StartTime": _rfc3339(self.start_time),
-            "RequestedQPS": "max" if self.requested_qps <= 0 else f"{self.requested_qps:g}",
-            "RequestedDuration": requested_duration,
+            "RequestedQPS": "max" if self.requested_qps <= 0 else f"{self.requested_qps:.9g}",
+            "RequestedDuration": self._requested_duration_text(),
             "ActualQPS": self.actual_qps,
             "ActualDuration": round(self.actual_duration * 1e9),
             "NumThreads": self.num_threads,
             "Version": VERSION,
-            "DurationHistogram": duration_hist,
+            "DurationHistogram": dict(self.duration_histogram),
             "ErrorsDurationHistogram": dict(self.errors_duration_histogram),
             "Exactly": self.exactly,
             "Jitter": self.jitter,
@@ -415,8 +492,10 @@ class LoadResults:
             "RunID": 0,
             "AccessLoggerInfo": "",
             "ID": _run_id(self.start_time, self.label),
+            # fhttp.HTTPRunnerResults (fhttp/httprunner.go)
             "RetCodes": {str(code): n for code, n in sorted(self.codes.items())},
-            "IPCountMap": {},
+            "IPCountMap": dict(self.ip_count_map),
+            # fhttp.HTTPOptions, embedded (fhttp/http_client.go), with its TLSOptions first
             "Insecure": False,
             "MTLS": False,
             "CACert": "",
@@ -426,22 +505,41 @@ class LoadResults:
             "URL": self.url,
             "NumConnections": self.num_threads,
             "Compression": False,
-            "DisableFastClient": False,
+            "DisableFastClient": self.engine == "httpx",  # httpx plays fortio's std client
             "HTTP10": False,
             "H2": False,
             "DisableKeepAlive": False,
             "AllowHalfClose": False,
+            "FollowRedirects": False,
+            "Resolve": "",
+            "HTTPReqTimeOut": round(self.timeout * 1e9),
+            "UserCredentials": "",
+            "ContentType": "",
+            "Payload": None,
+            "MethodOverride": "",
+            "LogErrors": False,
+            "SequentialWarmup": False,
+            "ConnReuseRange": [0, 0],
+            "NoResolveEachConn": False,
+            "Offset": 0,
+            "Resolution": DURATION_DIVIDER,
+            # back to fhttp.HTTPRunnerResults
             "Sizes": dict(self.sizes),
             "HeaderSizes": dict(self.header_sizes),
             "Sockets": list(self.sockets),
             "SocketCount": self.socket_count,
+            "ConnectionStats": dict(self.connection_stats) or histogram_data([]),
             "AbortOn": 0,
             "zdlab": {
+                "fortio_json_version": FORTIO_JSON_VERSION,
                 "timeout_s": self.timeout,
                 "requested_percentiles": list(self.requested_percentiles),
                 "requests": self.requests,
                 "non_2xx": self.non_2xx,
                 "errors": dict(self.errors),
+                "fortio_retry": self.fortio_retry,
+                "retried_reused": self.retried_reused,
+                "skipped_slots": self.skipped_slots,
                 "by_version": dict(self.by_version),
                 "by_flags": dict(self.by_flags),
                 "corrected_percentiles": list(self.corrected_percentiles),
@@ -457,6 +555,17 @@ class LoadResults:
                 "requested_qps": self.requested_qps,
             },
         }
+
+    def _requested_duration_text(self) -> str:
+        """fortio's ``RequestedDuration`` (periodic.go ``runQPSSetup`` / ``runMaxQPSSetup``)."""
+        if self.exactly:
+            text = f"exactly {self.exactly} calls"
+            if self.requests != self.exactly:
+                text += f", interrupted after {self.requests}"
+            return text
+        if self.requested_duration > 0:
+            return format_duration(self.requested_duration)
+        return "until stop" if self.requested_qps > 0 else ""
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_fortio_json(), indent=indent)
@@ -512,6 +621,9 @@ class LoadResults:
         errors.update({k: int(v) for k, v in (extra.get("errors") or {}).items()})
         if not extra and codes.get(-1):
             errors["other"] = codes[-1]
+        timeout = extra.get("timeout_s")
+        if timeout is None:
+            timeout = (doc.get("HTTPReqTimeOut") or 3e9) / 1e9
         return cls(
             url=str(doc.get("URL", "")),
             label=str(doc.get("Labels", "")),
@@ -523,7 +635,7 @@ class LoadResults:
             uniform=bool(doc.get("Uniform", False)),
             jitter=bool(doc.get("Jitter", False)),
             nocatchup=bool(doc.get("NoCatchUp", False)),
-            timeout=float(extra.get("timeout_s", 3.0)),
+            timeout=float(timeout),
             requested_percentiles=tuple(float(p) for p in pcts) or DEFAULT_PERCENTILES,
             actual_duration=float(extra.get("actual_duration_s", doc["ActualDuration"] / 1e9)),
             requests=requests,
@@ -543,6 +655,11 @@ class LoadResults:
             done=bool(extra.get("done", True)),
             stopped_early=bool(extra.get("stopped_early", False)),
             client_cpu_s=float(extra.get("client_cpu_s", 0.0)),
+            fortio_retry=bool(extra.get("fortio_retry", False)),
+            retried_reused=int(extra.get("retried_reused", 0)),
+            skipped_slots=int(extra.get("skipped_slots", 0)),
+            ip_count_map={str(k): int(v) for k, v in (doc.get("IPCountMap") or {}).items()},
+            connection_stats=dict(doc.get("ConnectionStats") or {}),
         )
 
 
@@ -557,9 +674,25 @@ def _restore_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _run_id(start: float, label: str) -> str:
-    stamp = time.strftime("%Y-%m-%d-%H%M%S", time.localtime(start))
-    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in label)
-    return f"{stamp}_{safe}" if safe else stamp
+    """fortio's result ID (periodic.go ``GenID``, RunID 0): date, then the label's letters and
+    digits with every other run of characters turned into one ``_``, at most 96 bytes."""
+    base = time.strftime("%Y-%m-%d-%H%M%S", time.localtime(start))
+    if not label:
+        return base
+    out = []
+    last = "_"
+    for ch in label:
+        if ch.isascii() and ch.isalnum():
+            last = ch
+        elif last == "_":
+            continue
+        else:
+            last = "_"
+        out.append(last)
+    base += "_" + "".join(out)
+    if last == "_":
+        base = base[:-1]
+    return base[:96]
 
 
 def _histogram_lines(hist: dict[str, Any], title: str) -> list[str]:
@@ -581,4 +714,10 @@ def _histogram_lines(hist: dict[str, Any], title: str) -> list[str]:
     return lines
 
 
-__all__ = ["ERROR_NAMES", "LoadResults", "histogram_data", "is_success"]
+__all__ = [
+    "ERROR_NAMES",
+    "FORTIO_JSON_VERSION",
+    "LoadResults",
+    "histogram_data",
+    "is_success",
+]

@@ -4,8 +4,15 @@ Pacing is open-loop, like fortio and wrk2: worker ``w``'s ``i``-th request has a
 time ``start + offset_w + i * c / qps`` fixed before the run. A slow answer delays that
 worker's next send (each worker keeps one request in flight on its one connection), and the
 worker then catches up by sending the late slots at once (or, with ``nocatchup``, skips the
-missed slots). Latency is recorded both from the actual send (fortio's number) and from the
-scheduled send (corrected for coordinated omission).
+missed slots and counts them in ``skipped_slots``). Latency is recorded both from the actual
+send (fortio's number) and from the scheduled send: with catch-up that is the
+coordinated-omission correction; with ``nocatchup`` it is measured from the slot actually used
+after skipping, and the skipped slots, which no latency represents, are reported as such.
+
+Nothing sent disappears: a request still in flight when the run is stopped (``stop()``), cut
+at its bound (schedule + timeout + 2 s) or cancelled is recorded as error class ``cancelled``
+(code -1) ending at the moment of cancellation. Unlike fortio, a dead reused keep-alive socket
+is not retried unless ``fortio_retry=True`` (see engine_h11.py).
 
 The client measures its own event-loop lag while it runs: a stall of the notebook's loop shows
 up as latency that the server never saw, and the lab reports it instead of hiding it.
@@ -27,7 +34,7 @@ from typing import Any
 from lab_app.errors import ConfigError
 from lab_app.load.engine_h11 import H11Client, RequestError
 from lab_app.load.options import MAX_DURATION_S, LoadOptions, make_options
-from lab_app.load.records import Record, RequestLog
+from lab_app.load.records import CANCELLED, Record, RequestLog
 from lab_app.load.results import LoadResults
 
 _LAG_INTERVAL_S = 0.02
@@ -120,6 +127,8 @@ class LoadRun:
         self.log = RequestLog(self.wall0)
         self._stopping = False
         self._stopped_early = False
+        self._cancel_perf: float | None = None  # when in-flight requests were cut off
+        self._skipped = 0  # nocatchup: scheduled slots skipped, never sent
         self._finished = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self._clients: list[Any] = []
@@ -148,14 +157,36 @@ class LoadRun:
         """Requests completed so far (cheap: no results are computed)."""
         return len(self.log)
 
-    def stop(self) -> None:
-        """End the run now; completed requests are kept, requests in flight are dropped."""
+    def stop(self, *, drain: bool = False) -> None:
+        """End the run now; completed requests are kept.
+
+        ``drain=False``: requests in flight are cut and recorded as ``cancelled`` (code -1).
+        ``drain=True``: no new request is sent, and those in flight may finish within one
+        request timeout (what ``fortio`` does on an interrupt); only those still running then
+        become ``cancelled``. A run started "until stopped" (``duration=0``) ends as planned
+        when stopped, so it is not ``stopped_early``; any other run is.
+        """
         if self._task.done() or self._stopping:
             return
         self._stopping = True
-        self._stopped_early = True
+        self._stopped_early = not (self.options.duration == 0 and not self.options.n)
+        if drain:
+            self._loop.call_later(self.options.timeout + 0.5, self._cut)
+        else:
+            self._cut()
+
+    def _cut(self) -> None:
+        """Cut every request still in flight (recorded as ``cancelled``)."""
+        if self._task.done():
+            return
+        self._mark_cancel()
         for task in self._workers:
             task.cancel()
+
+    def _mark_cancel(self) -> None:
+        """Remember the first moment requests in flight were cut off (their recorded end)."""
+        if self._cancel_perf is None:
+            self._cancel_perf = time.perf_counter()
 
     def cancel(self) -> None:
         """Cancel the run's task (``await run`` then raises CancelledError)."""
@@ -208,6 +239,10 @@ class LoadRun:
             done=done,
             stopped_early=self._stopped_early,
             client_cpu_s=max(0.0, cpu_end - self._cpu0),
+            retried_reused=sum(client.retried_reused for client in self._clients),
+            skipped_slots=self._skipped,
+            connect_times=[t for client in self._clients for t in client.connect_times],
+            ip_counts=_merge_counts(client.ip_counts for client in self._clients),
         )
 
     def _make_client(self) -> Any:
@@ -251,9 +286,11 @@ class LoadRun:
             )
             if pending:
                 self._stopped_early = True
+                self._mark_cancel()
         except asyncio.CancelledError:
             cancelled = True
             self._stopped_early = True
+            self._mark_cancel()
             raise
         finally:
             self._end_perf = time.perf_counter()
@@ -269,6 +306,8 @@ class LoadRun:
     async def _cleanup(self, lag_task: asyncio.Task[None] | None) -> None:
         """Cancel workers and the lag monitor, close every socket; survives a second cancel."""
         tasks = [*self._workers] + ([lag_task] if lag_task is not None else [])
+        if any(not task.done() for task in self._workers):
+            self._mark_cancel()
         for task in tasks:
             task.cancel()
         if tasks:
@@ -300,6 +339,8 @@ class LoadRun:
         nocatchup = opts.nocatchup
         rand = random.Random(w).uniform
         first = start + offset
+        # slots that fall inside the schedule (a skipped slot past the end is not "missed")
+        slots_in_schedule = math.ceil((end - first) / period - 1e-9) if period else 0
         count = 0
         i = 0
         last_version, last_ver = "", 0
@@ -319,10 +360,14 @@ class LoadRun:
                 now = perf()
                 if sched > now:
                     await sleep(sched - now)
+                    if self._stopping:  # stopped (draining) while waiting for this slot
+                        return
                 elif nocatchup and now - sched >= period:
                     # Fallen behind by at least one slot: skip the missed ones, send the latest
                     # (re-checked against the end of the schedule at the top of the loop).
-                    i = max(i + 1, int((now - first) / period))
+                    latest = max(i + 1, int((now - first) / period))
+                    self._skipped += max(0, min(latest, slots_in_schedule) - i)
+                    i = latest
                     continue
             else:
                 sched = perf()
@@ -331,6 +376,12 @@ class LoadRun:
             sent = perf()
             try:
                 await client.fetch()
+            except asyncio.CancelledError:
+                # Sent (or connecting) and cut off by stop/cancel: record it, never drop it.
+                cut = self._cancel_perf if self._cancel_perf is not None else perf()
+                append(sched - perf0, sent - perf0, max(cut, sent) - perf0, -1, CANCELLED, 0, 0,
+                       w, client.conn_id, 0, 0)  # fmt: skip
+                raise
             except RequestError as exc:
                 ended = perf()
                 append(sched - perf0, sent - perf0, ended - perf0, -1, exc.kind, 0, 0, w,
@@ -365,12 +416,16 @@ def start_load(
     headers: Mapping[str, str] | None = None,
     engine: str = "auto",
     max_duration: float | str = MAX_DURATION_S,
+    fortio_retry: bool = False,
 ) -> LoadRun:
     """Start a load run on the current event loop and return its handle at once.
 
     fortio's semantics: ``qps`` in total over ``c`` keep-alive connections (0 = as fast as
     possible), for ``duration`` (seconds or "30s"/"1m"; 0 = until stopped, capped at
     ``max_duration``) or exactly ``n`` calls. Raises ConfigError before any request on bad input.
+    One difference by default: a reused keep-alive socket that dies before the first response
+    byte is counted (error class ``reset_reused``); ``fortio_retry=True`` retries it once on a
+    new socket as fortio's fast client does, and counts those in ``results.retried_reused``.
     """
     options = make_options(
         url,
@@ -387,8 +442,17 @@ def start_load(
         headers=headers,
         engine=engine,
         max_duration=max_duration,
+        fortio_retry=fortio_retry,
     )
     return LoadRun(options)
+
+
+def _merge_counts(counters: Iterator[Mapping[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for counter in counters:
+        for key, n in counter.items():
+            total[key] = total.get(key, 0) + n
+    return total
 
 
 def run_load(

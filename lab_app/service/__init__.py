@@ -17,7 +17,7 @@ Endpoints (every response, errors included, carries ``x-app-version: <APP_VERSIO
 | `GET /version` |  | `200` JSON `{version, pod, image_id, start_time, shutdown_mode, inflight, draining}` (`start_time` in epoch seconds; `inflight` excludes this request) |
 | `GET /k8s/longTask?seconds=10` |  | works `seconds` (0..60, default 10) on a pool of `LONGTASK_WORKERS` (5), then `200 {"status": "OK - v1"}`; `500 {"status": "fail - v1"}` if no worker frees up within 11 s; `422` for a bad `seconds` |
 | `GET /k8s/shutdown` | yes | `200`, then the process shuts down as on SIGTERM (following `SHUTDOWN_MODE`; naive exits 0 here, like the original's `System.exit(0)`) |
-| `GET /k8s/memoryleak` | yes | `200`; memory grows (about 64 MiB/s) until RSS crosses `MEMORY_LIMIT_MB` MiB, then `oom` is logged and the process SIGKILLs itself (exit 137 / returncode -9, like an OOM-killed container) |
+| `GET /k8s/memoryleak` | yes | `200`; memory grows (about 64 MiB/s) until the container's memory limit kills the process (`OOMKilled`, exit 137). With `MEMORY_LIMIT_MB` set, `oom` is logged and the process SIGKILLs itself once RSS crosses it (a node reports that as `Error`, exit 137). With neither, growth stops at a 1024 MiB safety cap, `leak-capped` is logged and later calls answer `500` |
 | `GET /k8s/fullgc?seconds=N` | yes | blocks the event loop for `N` s (0..60, default `FULLGC_SECONDS`) like a stop-the-world GC: every concurrent request waits; then `200 {requested_seconds, paused_seconds}` |
 | `GET /k8s/retry` | yes | `503`, `409`, `200`, `503`, ... in turn (one counter for the process) |
 | `GET /k8s/delayRetry?seconds=N` | yes | the same cycle (its own counter) after `N` s (0..10, default 1) |
@@ -33,7 +33,7 @@ reset) and exits 143 at once, like Spring Boot 2.1 without graceful shutdown; `g
 readiness, keeps serving with `Connection: close` for `DRAIN_SECONDS`, closes the listener,
 lets in-flight requests finish within `GRACE_SECONDS`, and exits 0. Lifecycle lines on stderr:
 `zdlab-service <event> key=value ...` for `starting`, `ready`, `sigterm`, `draining`,
-`listener-closed`, `inflight-cut`, `exit`, `oom`.
+`listener-closed`, `inflight-cut`, `exit`, `oom`, `leak-capped`.
 """  # noqa: E501 (the endpoint table is copied into the README as it is)
 
 from __future__ import annotations

@@ -118,7 +118,8 @@ def create_app(
     """Build the service's ASGI app for ``config``.
 
     ``state`` is shared with the server (draining, shutdown requests); ``on_oom`` is what the
-    memory leak does at the limit (default: SIGKILL this process); ``longtask_queue_timeout``
+    memory leak does at ``MEMORY_LIMIT_MB`` when that is set (default: SIGKILL this process);
+    ``longtask_queue_timeout``
     is how long /k8s/longTask waits for a free worker (11 s, as in the original).
     """
     state = state or ServiceState(config)
@@ -224,16 +225,30 @@ def create_app(
         "/k8s/memoryleak",
         response_class=PlainTextResponse,
         dependencies=faults,
-        responses={200: _text("the leak started (or was running)"), **_FORBIDDEN},
+        responses={
+            200: _text("the leak started (or was running)"),
+            500: _text("the leak stopped at its safety cap (no memory limit killed it)"),
+            **_FORBIDDEN,
+        },
     )
     async def memory_leak() -> PlainTextResponse:
-        """Grows RSS until MEMORY_LIMIT_MB, then the process is SIGKILLed (exit 137)."""
+        """Grows RSS until the container's memory limit kills it (OOMKilled, exit 137); with
+        MEMORY_LIMIT_MB set the process SIGKILLs itself there instead. Without either, the
+        leak stops at a safety cap and this answers 500."""
+        if leak.capped:
+            return PlainTextResponse(
+                f"leak capped at {leak.cap_mib} MiB (RSS {rss_mib():.0f} MiB): no memory "
+                "limit stopped it",
+                status_code=500,
+            )
         started = leak.start()
         what = "leaking memory" if started else "already leaking memory"
-        return PlainTextResponse(
-            f"OK - {version} {what}: RSS {rss_mib():.0f} MiB, "
+        until = (
             f"killed above {config.memory_limit_mb} MiB"
+            if config.memory_limit_mb is not None
+            else f"until the memory limit kills it (stops at {leak.cap_mib} MiB if none does)"
         )
+        return PlainTextResponse(f"OK - {version} {what}: RSS {rss_mib():.0f} MiB, {until}")
 
     @app.get("/k8s/fullgc", response_model=Pause, dependencies=faults, responses=_FORBIDDEN)
     async def full_gc(

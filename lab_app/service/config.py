@@ -61,7 +61,7 @@ class ServiceConfig:
     drain_seconds: float = 0.0
     grace_seconds: float = 30.0
     enable_fault_endpoints: bool = False
-    memory_limit_mb: int = 256
+    memory_limit_mb: int | None = None  # unset: the leak never kills its own process
     fullgc_seconds: float = 2.0
     longtask_workers: int = 5
     fault_error_rate: float = 0.0

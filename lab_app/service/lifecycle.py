@@ -7,7 +7,8 @@ in-flight count all depend on where the process is in its shutdown, which the se
 Log lines go to stderr, one per event, as ``zdlab-service <event> key=value ...`` so the
 embedded backend, a notebook or a human can follow a pod's life with ``grep``. Events:
 ``starting``, ``ready``, ``sigterm``, ``draining``, ``listener-closed``, ``inflight-cut``,
-``exit``, ``oom``.
+``exit``, ``oom`` (a ``MEMORY_LIMIT_MB`` self-kill), ``leak-capped`` (/k8s/memoryleak stopped
+at its safety cap).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ EVENTS = (
     "inflight-cut",
     "exit",
     "oom",
+    "leak-capped",
 )
 
 

@@ -96,7 +96,8 @@ async def test_exit_on_zero_active_connections_lets_a_long_task_finish() -> None
     doc = manifest("deployment.yaml")
     doc["spec"]["replicas"] = 1
     container(doc)["lifecycle"]["preStop"]["sleep"]["seconds"] = 30
-    async with EmbeddedCluster(exit_on_zero_active_connections=True) as c:
+    # a classic sidecar (SIGTERM with the app): pilot-agent's exit-on-zero drain is what saves it
+    async with EmbeddedCluster(exit_on_zero_active_connections=True, sidecar_mode="classic") as c:
         for item in ("namespace.yaml", "configmap.yaml", "service.yaml", *ISTIO):
             await c.apply(manifest(item))
         await c.apply([doc, manifest("istio/virtualservice.yaml")])

@@ -59,9 +59,17 @@ async def test_typo_unknown_kind_bad_image_are_refused_atomically(
 
 
 async def test_routes_and_weights_are_checked_against_the_destination_rule(
-    lab_cluster: EmbeddedCluster, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
-    c = lab_cluster
+    # strict_routes=True: routes to undefined subsets are refused (make before break); by
+    # default they are applied like Istio does, see test_istio_fidelity.py
+    async with EmbeddedCluster(
+        strict_routes=True, sidecar_injection=False, crash_backoff_scale=0.05
+    ) as c:
+        await _routes_and_weights_are_checked(c, tmp_path)
+
+
+async def _routes_and_weights_are_checked(c: EmbeddedCluster, tmp_path: Path) -> None:
     for name in ("service.yaml", "istio/destinationrule.yaml", "istio/gateway.yaml"):
         await c.apply(manifest(name))
     vs = manifest("istio/virtualservice-v1-v2.yaml")

@@ -10,6 +10,10 @@ Run: ``python target_server.py [--version v1]``; it binds 127.0.0.1 on a free po
   /close           200 with ``Connection: close`` (the server then closes the socket)
   /idle-close      200, then the server closes the socket without saying so (like a
                    keep-alive timeout firing between two requests)
+  /drop-reused     200 for the first request on a connection; any later request on the same
+                   connection is read and the socket closed without an answer (EOF): the
+                   keep-alive race, made deterministic
+  /rst-reused      the same, but the socket is reset (SO_LINGER 0, RST) instead of closed
   /__count         how many requests it served (this path excluded), as the body
 
 ``TargetServer`` starts it and waits for READY with a deadline; ``kill()`` SIGKILLs it, which
@@ -23,6 +27,8 @@ import asyncio
 import os
 import selectors
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -37,10 +43,20 @@ async def serve(version: str) -> None:
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal count, mix
+        on_this_connection = 0
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 path = head.split(b" ", 2)[1].decode()
+                on_this_connection += 1
+                if path in ("/drop-reused", "/rst-reused") and on_this_connection > 1:
+                    count += 1
+                    sock = writer.get_extra_info("socket")
+                    if path == "/rst-reused" and sock is not None:
+                        linger = struct.pack("ii", 1, 0)
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                        writer.transport.abort()
+                    break
                 status, body, extra = 200, b"ok", ""
                 close = False
                 if path == "/__count":

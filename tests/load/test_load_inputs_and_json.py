@@ -8,7 +8,14 @@ import json
 import pytest
 
 from lab_app.errors import ConfigError
-from lab_app.load import LoadResults, make_options, parse_duration, run_load, start_load
+from lab_app.load import (
+    ERROR_CLASSES,
+    LoadResults,
+    make_options,
+    parse_duration,
+    run_load,
+    start_load,
+)
 
 
 @pytest.mark.parametrize(
@@ -116,7 +123,8 @@ async def test_fortio_json_fields_types_and_round_trip(make_server, tmp_path):
     assert doc["StartTime"][:4].isdigit() and "T" in doc["StartTime"]
     extra = doc["zdlab"]
     assert extra["by_version"] == {"v3": 100} and extra["non_2xx"] == 50
-    assert set(extra["errors"]) == {"refused", "reset", "timeout", "other"}
+    assert set(extra["errors"]) == set(ERROR_CLASSES)
+    assert {"reset_reused", "cancelled"} <= set(ERROR_CLASSES)
     assert len(extra["timeline"]) >= 1 and "max_ms" in extra["loop_lag"]
 
     path = results.save_json(tmp_path / "run.json")

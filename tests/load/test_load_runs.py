@@ -8,7 +8,7 @@ import time
 import pytest
 from load_helpers import connections_to, other_tasks, wait_until
 
-from lab_app.load import LoadRun, start_load
+from lab_app.load import ERROR_CLASSES, LoadRun, start_load
 
 
 async def test_exact_n_sends_exactly_n_requests(server):
@@ -77,7 +77,7 @@ async def test_status_codes_versions_and_envoy_flags(make_server):
     assert results.non_2xx == 20
     assert results.by_version == {"v2": 40}
     assert results.by_flags == {"UF": 20}
-    assert results.errors == {"refused": 0, "reset": 0, "timeout": 0, "other": 0}
+    assert results.errors == dict.fromkeys(ERROR_CLASSES, 0)
 
 
 async def test_server_killed_mid_run_gives_reset_then_refused(make_server):
@@ -88,7 +88,9 @@ async def test_server_killed_mid_run_gives_reset_then_refused(make_server):
     await asyncio.to_thread(srv.kill)
     results = await run
     assert results.codes[200] >= 4
-    assert results.errors["reset"] >= 1
+    # cut mid-request: "reset", or "reset_reused" when no byte had come on a reused socket
+    # (the kill lands while the server sleeps, so mostly the latter)
+    assert results.errors["reset"] + results.errors["reset_reused"] >= 1
     assert results.errors["refused"] >= 1
     assert results.codes[-1] == sum(results.errors.values())
     assert connections_to(srv.port) == []
@@ -247,6 +249,7 @@ async def test_both_engines_agree_on_codes_sockets_and_errors(make_server, close
     await wait_until(lambda: run.requests >= 2, 5, "first answers")
     await asyncio.to_thread(srv.kill)
     killed = await run
-    assert killed.errors["reset"] >= 1 and killed.errors["refused"] >= 1
+    assert killed.errors["reset"] + killed.errors["reset_reused"] >= 1
+    assert killed.errors["refused"] >= 1
     assert other_tasks() == set()
     assert connections_to(srv.port) == []

@@ -154,7 +154,8 @@ def test_configmap_carries_the_service_environment() -> None:
     assert set(data) <= known
     assert data["ENABLE_FAULT_ENDPOINTS"] == "true"
     assert data["SHUTDOWN_MODE"] == "graceful"
-    assert data["MEMORY_LIMIT_MB"] == "200"
+    # no self-kill: /k8s/memoryleak ends at the container's memory limit (OOMKilled)
+    assert "MEMORY_LIMIT_MB" not in data
     for key in ("DRAIN_SECONDS", "GRACE_SECONDS", "FULLGC_SECONDS", "LONGTASK_WORKERS"):
         assert float(data[key]) >= 0
 
@@ -197,8 +198,8 @@ def test_hardened_deployment(name: str) -> None:
     limits = c["resources"]["limits"]
     assert parse_quantity(limits["cpu"]) == 1
     assert parse_quantity(limits["memory"]) == 256 * 2**20
-    # The service stops itself (like an OOM kill) before the cgroup limit is reached.
-    assert float(cm["MEMORY_LIMIT_MB"]) * 1e6 < parse_quantity(limits["memory"])
+    # /k8s/memoryleak is stopped by this limit (OOMKilled), not by a self-kill below it.
+    assert "MEMORY_LIMIT_MB" not in cm and "MEMORY_LIMIT_MB" not in env
     sc = c["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["runAsUser"] == 10001

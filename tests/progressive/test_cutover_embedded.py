@@ -25,6 +25,7 @@ from progressive_testlib import (
     weight_events,
 )
 
+from lab_app import claims
 from lab_app.errors import ConfigError, ManifestError
 from lab_app.load import Record
 from lab_app.progressive import progressive_cutover, start_progressive
@@ -68,10 +69,10 @@ async def test_good_canary_is_promoted_with_zero_errors(cluster, load) -> None:
         20,
         message="300 requests after the last step",
     )
-    run.stop()
+    run.stop(drain=True)
     final = await run
     assert final.requests > 1500
-    assert final.non_2xx == 0, final.codes
+    claims.check_zero_errors(final, name="progressive promotion")
     assert {r.version for r in records_sent_after(run, promoted_at.applied_at + 0.5)} == {"v2"}
     view = await routing(cluster)
     assert all(shares.get("version-v2") == 1.0 for shares in view.shares())

@@ -37,7 +37,8 @@ def test_defaults_match_the_architecture_table(no_build_info: Path) -> None:
     assert (config.app_version, config.image_id, config.shutdown_mode) == ("v1", "dev", "graceful")
     assert (config.drain_seconds, config.grace_seconds) == (0.0, 30.0)
     assert config.enable_fault_endpoints is False
-    assert (config.memory_limit_mb, config.fullgc_seconds, config.longtask_workers) == (256, 2, 5)
+    assert config.memory_limit_mb is None  # no self-kill: the container's limit stops the leak
+    assert (config.fullgc_seconds, config.longtask_workers) == (2, 5)
     assert (config.fault_error_rate, config.fault_delay_ms, config.keepalive_seconds) == (0, 0, 5)
     assert config.pod_name  # the hostname
 

@@ -21,7 +21,13 @@ overrides it); ``exit_on_zero_active_connections`` (False); ``sidecar_injection`
 follow the namespace label ``istio-injection=enabled`` of an applied Namespace; True/False
 force it); ``gateway_port`` (0: a free port); ``crash_backoff_scale`` (1.0: the kubelet's
 10 s..300 s crash back-off, for pods and for crashed Envoys alike; tests use e.g. 0.05);
-``envoy_bin`` (default: ``find_envoy()``; the sidecars use it too).
+``istio`` / ``kubernetes`` ("1.28" / "1.34": the releases imitated, see
+``lab_app.cluster.versions``; the profile is ``cluster.versions``); ``sidecar_mode`` (None: the
+versions decide, native from Istio 1.27 on Kubernetes 1.33+; "native"/"classic": istiod's
+``ENABLE_NATIVE_SIDECARS=true|false``; a pod's ``sidecar.istio.io/nativeSidecar`` annotation
+wins); ``envoy_bin`` (default: ``find_envoy()``; the sidecars use it too); ``strict_routes``
+(False: like Istio, a route to a subset no DestinationRule defines is applied with a
+``ConfigWarning`` event (IST0101) and answers 503 NC; True: refused, make before break).
 
 Faults (see ``tests/reliability``): a crashed Envoy (gateway, kube-proxy, sidecar) is restarted
 like a container, with its last config on its port (``ProxyCrashed``/``ProxyRestarted``); a
@@ -53,7 +59,12 @@ from pathlib import Path
 from typing import Any
 
 from lab_app.cluster.base import ManifestSource, PodInfo, ProxyConfigKind
-from lab_app.cluster.embedded.dataplane import IngressGateway, ServiceProxy
+from lab_app.cluster.embedded.dataplane import (
+    IngressGateway,
+    ServiceProxy,
+    SliceEndpoint,
+    istiod_endpoints,
+)
 from lab_app.cluster.embedded.deployments import Deployment, DeploymentController, ReplicaSet
 from lab_app.cluster.embedded.envoy import (
     Endpoint,
@@ -68,13 +79,24 @@ from lab_app.cluster.embedded.procs import Reaper
 from lab_app.cluster.embedded.specs import parse_deployment
 from lab_app.cluster.embedded.waiting import wait_event
 from lab_app.cluster.events import Event, EventKind
+from lab_app.cluster.versions import VersionProfile, check_sidecar_mode
+from lab_app.cluster.versions import profile as version_profile
 from lab_app.errors import (
     ConfigError,
+    ConfigNotSettledError,
+    ConfigRejectedError,
     EnvoyNotFoundError,
     LabError,
     ManifestError,
     PortInUseError,
     RolloutTimeoutError,
+)
+from lab_app.manifest_validation import (
+    ISTIO_API_VERSION,
+    RouteProblem,
+    check_routes,
+    deprecated_api,
+    route_problems,
 )
 
 SUPPORTED_KINDS = (
@@ -162,6 +184,10 @@ class EmbeddedCluster:
         gateway_port: int = 0,
         crash_backoff_scale: float = 1.0,
         envoy_bin: str | Path | None = None,
+        strict_routes: bool = False,
+        istio: str | None = None,
+        kubernetes: str | None = None,
+        sidecar_mode: str | None = None,
     ) -> None:
         for name, value in (
             ("propagation_delay", propagation_delay),
@@ -188,6 +214,14 @@ class EmbeddedCluster:
         self._requested_state_dir = Path(state_dir) if state_dir is not None else None
         self._requested_gateway_port = gateway_port
         self._envoy_bin = envoy_bin
+        if not isinstance(strict_routes, bool):
+            raise ConfigError(f"strict_routes must be True or False, got {strict_routes!r}")
+        self.strict_routes = strict_routes
+        self._push_outcome: dict[str, Event] = {}  # proxy -> its latest ConfigPushed/Rejected
+        # the Istio / Kubernetes releases imitated (lab_app.cluster.versions), and the mesh-wide
+        # sidecar mode (istiod's ENABLE_NATIVE_SIDECARS=true|false; None: the versions decide)
+        self.versions: VersionProfile = version_profile(istio=istio, kubernetes=kubernetes)
+        self.sidecar_mode = None if sidecar_mode is None else check_sidecar_mode(sidecar_mode)
         self._kubelet = KubeletOptions(
             namespace=namespace,
             backoff_scale=float(crash_backoff_scale),
@@ -288,7 +322,9 @@ class EmbeddedCluster:
         self._emit(
             EventKind.NOTE,
             "cluster/embedded",
-            f"cluster up in {time.perf_counter() - t0:.2f}s; gateway {self.gateway_url()}",
+            f"cluster up in {time.perf_counter() - t0:.2f}s; gateway {self.gateway_url()}; "
+            f"imitating {self.versions.describe()}"
+            + (f"; sidecar_mode={self.sidecar_mode}" if self.sidecar_mode else ""),
             {"state_dir": str(self.state_dir), "gateway_port": self._gateway_port},
         )
 
@@ -368,6 +404,8 @@ class EmbeddedCluster:
             kind=str(kind), obj=obj, message=message, t=time.time(), data=dict(data or {})
         )
         self._events.append(event)
+        if event.kind in (EventKind.CONFIG_PUSHED, EventKind.CONFIG_REJECTED):
+            self._push_outcome[obj] = event
         for q in list(self._subscribers):
             if q.full():
                 with contextlib.suppress(asyncio.QueueEmpty):
@@ -481,7 +519,8 @@ class EmbeddedCluster:
                         )
                 staged[kind][name] = Stored(copy.deepcopy(m.obj), m.source, m)
                 planned.append((m, extra))
-            self._check_istio(staged)
+            before = self._route_problems(self._objects)
+            problems = self._check_istio(staged)
             # ---- commit
             refs: list[str] = []
             istio_changed = False
@@ -512,7 +551,42 @@ class EmbeddedCluster:
             if istio_changed and self._gateway is not None:
                 self._gateway.trigger("config")
             self._kick()
+            for m, _ in planned:
+                deprecated = deprecated_api(m.obj)
+                if deprecated:
+                    self._emit(
+                        EventKind.CONFIG_WARNING,
+                        m.ref,
+                        f"{deprecated} ({m.source})",
+                        {"reason": "DeprecatedAPIVersion", "apiVersion": m.api_version,
+                         "use": ISTIO_API_VERSION, "source": m.source},
+                    )  # fmt: skip
+            applied_vss = {m.name for m, _ in planned if m.kind == "VirtualService"}
+            self._warn_routes(problems, before, applied_vss)
             return refs
+
+    def _route_problems(self, objects: Mapping[str, Mapping[str, Stored]]) -> list[RouteProblem]:
+        vss = [s.manifest or s.obj for s in objects["VirtualService"].values()]
+        drs = [s.manifest or s.obj for s in objects["DestinationRule"].values()]
+        return route_problems(vss, drs) if vss else []
+
+    def _warn_routes(
+        self, problems: list[RouteProblem], before: list[RouteProblem], applied: set[str]
+    ) -> None:
+        """A ``ConfigWarning`` (IST0101, as ``istioctl analyze`` reports it) per route to an
+        undefined subset that is new, or whose VirtualService was just applied."""
+        old = {(p.virtualservice, p.field, p.subset) for p in before}
+        for p in problems:
+            if p.virtualservice in applied or (p.virtualservice, p.field, p.subset) not in old:
+                self._emit(
+                    EventKind.CONFIG_WARNING,
+                    f"virtualservice/{p.virtualservice}",
+                    p.message,
+                    {"reason": "ReferencedResourceNotFound", "code": "IST0101",
+                     "analyze": p.analyze_message, "virtualservice": p.virtualservice,
+                     "host": p.host, "subset": p.subset, "field": p.field,
+                     "known_subsets": list(p.known)},
+                )  # fmt: skip
 
     def _check_service(self, m: Any) -> None:
         spec = m.obj.get("spec") or {}
@@ -525,16 +599,17 @@ class EmbeddedCluster:
         if not spec.get("ports"):
             raise ManifestError("the Service needs a port", source=m.source, field="spec.ports")
 
-    def _check_istio(self, staged: Mapping[str, Mapping[str, Stored]]) -> None:
-        """Make before break over the whole future state, and a trial translation."""
-        from lab_app.manifests import check_routes
-
+    def _check_istio(self, staged: Mapping[str, Mapping[str, Stored]]) -> list[RouteProblem]:
+        """Routes to undefined subsets over the whole future state (refused with
+        ``strict_routes``, else returned: Istio accepts them), and a trial translation."""
         vss = [s.manifest or s.obj for s in staged["VirtualService"].values()]
         drs = [s.manifest or s.obj for s in staged["DestinationRule"].values()]
-        if vss:
+        if vss and self.strict_routes:
             check_routes(vss, drs, require_destinationrule=True)
+        problems = self._route_problems(staged)
         if staged["Gateway"] or vss:
             self._build_gateway(staged)
+        return problems
 
     async def _apply_service(self, stored: Stored) -> None:
         name = stored.obj["metadata"]["name"]
@@ -589,7 +664,9 @@ class EmbeddedCluster:
                 if name not in staged.get(kind, {}):
                     raise ConfigError(f"{kind.lower()}/{name} not found")
                 del staged[kind][name]
-            self._check_istio(staged)  # break before make is refused too
+            before = self._route_problems(self._objects)
+            # break before make: refused with strict_routes, else a ConfigWarning like apply
+            problems = self._check_istio(staged)
             out: list[str] = []
             for kind, name in refs:
                 out.append(f"{kind.lower()}/{name}")
@@ -611,6 +688,7 @@ class EmbeddedCluster:
                 elif kind in ISTIO_KINDS and self._gateway is not None:
                     self._gateway.trigger("config")
             self._kick()
+            self._warn_routes(problems, before, set())
             return out
 
     # ================================================================ deployments
@@ -811,7 +889,8 @@ class EmbeddedCluster:
     ) -> tuple[Snapshot, dict[str, Any]]:
         objects = objects or self._objects
         gateways = [s.obj for _, s in sorted(objects["Gateway"].items())]
-        endpoints = {name: list(eps) for name, eps in self._endpoints.items()}
+        # istiod: ready endpoints only, never terminating ones (kube-proxy's fallback is not its)
+        endpoints = {name: istiod_endpoints(eps) for name, eps in self._endpoints.items()}
         info: dict[str, Any] = {
             "endpoints": sorted(e.pod for eps in endpoints.values() for e in eps),
         }
@@ -826,6 +905,10 @@ class EmbeddedCluster:
             services=[s.obj for s in objects["Service"].values()],
             listen_port=self._gateway_port,
             namespace=self.namespace,
+            # istiod names the cluster of an undefined subset anyway: 503 NC (route.go)
+            missing_subset="error" if self.strict_routes else "blackhole",
+            # istiod's default retry policy retried 503 before Istio 1.24
+            default_retry_codes=self.versions.default_retriable_status_codes,
         )
         info["weights"] = {
             (vs.get("metadata") or {}).get("name", ""): _route_shares(vs) for vs in vss
@@ -834,12 +917,23 @@ class EmbeddedCluster:
 
     async def config_settled(self, timeout: float = 30.0) -> None:
         """Wait until every pending endpoint or config change has reached the proxies: the
-        istiod pushes to the gateway and the kube-proxy propagation of every Service."""
+        istiod pushes to the gateway and the kube-proxy propagation of every Service.
+
+        ``ConfigNotSettledError`` (a ``TimeoutError``) when changes are still pending after
+        ``timeout`` seconds; ``ConfigRejectedError`` naming the proxy and Envoy's reason when
+        the latest push to a proxy was rejected (it still runs its previous config);
+        ``LabError`` when a proxy is down and its restart failed."""
         self._check_open()
         waits = [proxy.settled(timeout) for proxy in self._service_proxies.values()]
         if self._gateway is not None:
             waits.append(self._gateway.settled(timeout))
-        await asyncio.gather(*waits)
+        try:
+            await asyncio.gather(*waits)
+        except TimeoutError as exc:
+            raise ConfigNotSettledError(
+                f"config did not reach the proxies (istiod -> gateway, kube-proxy) within "
+                f"{timeout:g}s: {exc}"
+            ) from None
         down = self.proxy_errors()
         if down:
             raise LabError(
@@ -849,6 +943,27 @@ class EmbeddedCluster:
                 )
                 + " -- the lab retries with back-off; free what is named, or close() the cluster"
             )
+        rejected = self.config_rejections()
+        if rejected:
+            raise ConfigRejectedError(
+                "the latest config push was rejected by "
+                + "; ".join(f"{obj}: {reason}" for obj, reason in rejected.items())
+                + " -- the proxy keeps running its previous config",
+                rejections=rejected,
+            )
+
+    def config_rejections(self) -> dict[str, str]:
+        """Proxies whose latest push was rejected (NACKed): ``proxy/NAME`` -> Envoy's reason."""
+        live = {sp.proxy.obj for sp in self._service_proxies.values()}
+        if self._gateway is not None:
+            live.add(self._gateway.proxy.obj)
+        live |= {p.sidecar.obj for p in self._pods.values() if p.sidecar is not None}
+        out: dict[str, str] = {}
+        for obj, event in sorted(self._push_outcome.items()):
+            if obj in live and event.kind == EventKind.CONFIG_REJECTED:
+                details = event.data.get("details") or [event.message]
+                out[obj] = "; ".join(str(d) for d in details)[:500]
+        return out
 
     def proxy_errors(self) -> dict[str, str]:
         """Proxies whose restart after a crash failed: ``proxy/NAME`` -> the reason."""
@@ -874,6 +989,12 @@ class EmbeddedCluster:
             return self.sidecar_injection
         return self._namespace_labels.get("istio-injection") == "enabled"
 
+    def _sidecar_mode(self, template: Any) -> str:
+        """native | classic: the pod's ``sidecar.istio.io/nativeSidecar`` annotation, then the
+        cluster's ``sidecar_mode``, then the versions' default (ENABLE_NATIVE_SIDECARS=auto)."""
+        annotation = template.annotations.get("sidecar.istio.io/nativeSidecar")
+        return self.versions.sidecar_mode(annotation, mesh=self.sidecar_mode)
+
     def _create_pod(self, dep: Deployment, rs: ReplicaSet) -> Pod:
         taken = {**self._pods, **self._graveyard}
         name = rs.new_pod_name(taken)
@@ -890,6 +1011,8 @@ class EmbeddedCluster:
             env_resolver=self._resolve_env,
             reaper=self._reaper,
             inject_sidecar=self._inject(rs.template.labels, rs.template),
+            sidecar_mode=self._sidecar_mode(rs.template),
+            minimum_grace_period=self.versions.minimum_grace_period,
         )
         self._pods[name] = pod
         pod.start()
@@ -933,27 +1056,39 @@ class EmbeddedCluster:
                     self._graveyard.popitem(last=False)
 
     def _sync_endpoints(self) -> None:
-        """The endpoints controller: ready, non-terminating pods matching each Service."""
+        """The EndpointSlice controller: every serving pod matching each Service, with its
+        conditions -- ``ready`` (serving, not terminating) or ``terminating`` (deleted but its
+        readiness still passing). ENDPOINT_ADDED/REMOVED follow the ready ones (the rotation);
+        kube-proxy falls back to the serving-terminating ones when none is ready, istiod never
+        does (``dataplane.kube_proxy_endpoints`` / ``istiod_endpoints``)."""
         for name, stored in self._objects["Service"].items():
             selector = (stored.obj.get("spec") or {}).get("selector") or {}
-            eps = sorted(
+            eps: list[Endpoint] = sorted(
                 (
-                    Endpoint(
+                    SliceEndpoint(
                         ip="127.0.0.1",
                         port=p.pod_port,
                         labels=dict(p.labels),
                         pod=p.name,
-                        ready=True,
+                        ready=not p.terminating,
+                        serving=True,
+                        terminating=p.terminating,
                     )
                     for p in self._pods.values()
-                    if _matches(selector, p.labels) and p.ready and not p.terminating
+                    if _matches(selector, p.labels) and p.ready and not p.deleted
                 ),
                 key=lambda e: e.pod,
             )
             previous = self._endpoints.get(name, [])
-            if [(e.pod, e.port) for e in previous] == [(e.pod, e.port) for e in eps]:
+
+            def conditions(endpoints: list[Endpoint]) -> list[tuple[str, int, bool]]:
+                return [(e.pod, e.port, e.ready) for e in endpoints]
+
+            if conditions(previous) == conditions(eps):
                 continue
-            before, after = {e.pod for e in previous}, {e.pod for e in eps}
+            before = {e.pod for e in previous if e.ready}
+            after = {e.pod for e in eps if e.ready}
+            kept = set() if after else {e.pod for e in eps if not e.ready}
             for pod_name in sorted(after - before):
                 self._emit(
                     EventKind.ENDPOINT_ADDED,
@@ -965,18 +1100,31 @@ class EmbeddedCluster:
             for pod_name in sorted(before - after):
                 pod = self._pods.get(pod_name) or self._graveyard.get(pod_name)
                 why = "terminating" if pod is None or pod.terminating else "not ready"
+                kube_proxy = (
+                    "kube-proxy keeps it while it serves: no ready endpoint left"
+                    if pod_name in kept
+                    else f"kube-proxy in {self.propagation_delay:g}s"
+                )
                 self._emit(
                     EventKind.ENDPOINT_REMOVED,
                     f"pod/{pod_name}",
-                    f"{why}: removed from service/{name} (kube-proxy in "
-                    f"{self.propagation_delay:g}s, gateway in {self.istiod_debounce:g}s)",
-                    {"service": name, "pod": pod_name, "reason": why},
+                    f"{why}: removed from service/{name} ({kube_proxy}, "
+                    f"gateway in {self.istiod_debounce:g}s)",
+                    {
+                        "service": name,
+                        "pod": pod_name,
+                        "reason": why,
+                        "serving_terminating": pod_name in kept,
+                    },
                 )
             self._endpoints[name] = eps
             proxy = self._service_proxies.get(name)
             if proxy is not None:
                 proxy.endpoints_changed(eps)
-            if self._gateway is not None:
+            ready_changed = [c for c in conditions(previous) if c[2]] != [
+                c for c in conditions(eps) if c[2]
+            ]
+            if self._gateway is not None and ready_changed:
                 self._gateway.trigger("endpoints")
 
     # ================================================================ queries

@@ -4,13 +4,20 @@ Both are real Envoy processes from the envoy layer (``lab_app.cluster.embedded.e
 module decides *what* they get and *when*:
 
 * ``ServiceProxy`` plays kube-proxy for one Service: a TCP listener at ``service_url()`` that
-  balances each new connection over the Service's ready endpoints. Endpoint changes reach it
-  through a ``DelayLine`` (``propagation_delay``, about 1 s like iptables' ``minSyncPeriod``),
-  so a client keeps reaching a pod for a while after it started terminating and sees a
-  refused or reset connection once the pod is gone.
+  balances each new connection over the Service's ready endpoints -- or, when the Service has
+  none, over its serving *and* terminating ones (KEP-1669 ProxyTerminatingEndpoints, GA in
+  Kubernetes 1.28: ``kube_proxy_endpoints()``), so a 1-replica or scaled-to-zero Service keeps
+  answering from a pod in its preStop. Endpoint changes reach it through a ``DelayLine``
+  (``propagation_delay``, about 1 s like iptables' ``minSyncPeriod``), so a client keeps
+  reaching a pod for a while after it started terminating and sees a refused or reset
+  connection once the pod is gone.
 * ``IngressGateway`` plays the ingress gateway plus istiod: Gateway / VirtualService /
   DestinationRule objects and the endpoints are translated into Envoy config and pushed after
-  a ``Debouncer`` (``istiod_debounce``, 100 ms like ``PILOT_DEBOUNCE_AFTER``).
+  a ``Debouncer`` (``istiod_debounce``, 100 ms like ``PILOT_DEBOUNCE_AFTER``). istiod sends
+  only ready endpoints, never terminating ones (``istiod_endpoints()``).
+
+The endpoints controller hands both the same EndpointSlice-like list (``SliceEndpoint``: the
+``ready``/``serving``/``terminating`` conditions); each consumer applies its own rule.
 
 Every push is confirmed by the envoy layer (Envoy's ``update_success``/``update_rejected``
 counters) and becomes a ``ConfigPushed`` or ``ConfigRejected`` event that names the endpoints
@@ -23,6 +30,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +48,44 @@ from lab_app.cluster.events import EventKind
 
 Emit = Callable[..., Any]
 WATCH_SECONDS = 0.25  # how often a supervisor looks at its Envoy's process
+
+
+@dataclass(frozen=True)
+class SliceEndpoint(Endpoint):
+    """An endpoint with the conditions of an EndpointSlice (discovery.k8s.io/v1).
+
+    ``ready``: serving and not terminating (what most consumers use); ``serving``: the pod's
+    readiness, whether or not it is terminating; ``terminating``: the pod is being deleted.
+    """
+
+    serving: bool = True
+    terminating: bool = False
+
+
+def _terminating(e: Endpoint) -> bool:
+    return bool(getattr(e, "terminating", False))
+
+
+def _serving(e: Endpoint) -> bool:
+    return bool(getattr(e, "serving", e.ready))
+
+
+def kube_proxy_endpoints(endpoints: Sequence[Endpoint]) -> list[Endpoint]:
+    """The endpoints kube-proxy balances over: the ready ones; if there is none, the ones that
+    are serving and terminating (KEP-1669, pkg/proxy/topology.go ``CategorizeEndpoints``).
+
+    The fallback endpoints come back marked ``ready`` so the Envoy translation (which sends
+    only ready endpoints) carries them."""
+    ready = [e for e in endpoints if e.ready]
+    if ready:
+        return ready
+    return [replace(e, ready=True) for e in endpoints if _serving(e) and _terminating(e)]
+
+
+def istiod_endpoints(endpoints: Sequence[Endpoint]) -> list[Endpoint]:
+    """The endpoints istiod sends to a gateway or sidecar: ready and not terminating (no
+    fallback; Istio keeps terminating endpoints only for persistent sessions, not modelled)."""
+    return [e for e in endpoints if e.ready and not _terminating(e)]
 
 
 class ManagedEnvoy:
@@ -187,7 +233,8 @@ def _pods(endpoints: Sequence[Endpoint]) -> list[str]:
 
 
 class ServiceProxy:
-    """kube-proxy for one Service: per-connection balancing over ready endpoints, ~1 s late."""
+    """kube-proxy for one Service: per-connection balancing over ready endpoints (serving and
+    terminating ones when none is ready), ~1 s late."""
 
     def __init__(
         self,
@@ -225,8 +272,12 @@ class ServiceProxy:
         return f"http://127.0.0.1:{self.listen_port}"
 
     def snapshot(self, endpoints: Sequence[Endpoint]) -> Snapshot:
+        """The Envoy config for the Service's endpoints (all conditions; the choice is here)."""
         return service_proxy_snapshot(
-            self.service, list(endpoints), listen_port=self.listen_port, namespace=self.namespace
+            self.service,
+            kube_proxy_endpoints(endpoints),
+            listen_port=self.listen_port,
+            namespace=self.namespace,
         )
 
     async def start(self, endpoints: Sequence[Endpoint]) -> None:
@@ -249,16 +300,19 @@ class ServiceProxy:
             await self._line.settled(timeout)
 
     async def _apply(self, endpoints: list[Endpoint], changed_at: float) -> None:
-        before, after = set(_pods(self.applied)), set(_pods(endpoints))
+        used = kube_proxy_endpoints(endpoints)
+        before, after = set(_pods(kube_proxy_endpoints(self.applied))), set(_pods(used))
+        fallback = sorted(_pods([e for e in used if _terminating(e)]))
         await self.proxy.push(
             self.snapshot(endpoints),
-            reason="endpoints",
+            reason="endpoints" + (" (no ready endpoint: serving-terminating)" if fallback else ""),
             changed_at=changed_at,
             data={
                 "service": self.name,
                 "endpoints": sorted(after),
                 "added": sorted(after - before),
                 "removed": sorted(before - after),
+                "terminating_fallback": fallback,
             },
         )
         self.applied = endpoints

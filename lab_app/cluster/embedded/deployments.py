@@ -9,6 +9,13 @@ ReplicaSets' *desired* replicas, availability counts ready pods (after ``minRead
 and terminating pods count for nothing -- so a rollout is "complete" while old pods are still
 shutting down, exactly as ``kubectl rollout status`` reports it.
 
+The rollout arithmetic itself is in pure functions (``resolve_fenceposts``, ``max_surge``,
+``max_unavailable``, ``new_rs_new_replicas``) that follow
+pkg/controller/deployment/util/deployment_util.go (Kubernetes 1.34) case for case: maxSurge
+rounds up, maxUnavailable rounds down, both 0 -> maxUnavailable 1, and maxUnavailable is
+clamped to the replica count (0 replicas -> 0). tests/embedded/test_deployment_arithmetic.py
+runs upstream's table tests against them.
+
 A ReplicaSet here is the set of pods of one pod-template-hash; pods are named
 ``DEPLOYMENT-<hash>-<5 chars>``. Which pod a scale-down removes follows the ReplicaSet
 controller's ranking: not-ready first, then the most recently ready, then the most restarts,
@@ -18,18 +25,93 @@ then the newest.
 from __future__ import annotations
 
 import random
+import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from lab_app.cluster.embedded.images import Image
 from lab_app.cluster.embedded.pods import Pod
-from lab_app.cluster.embedded.specs import DeploymentSpec, PodTemplate
+from lab_app.cluster.embedded.specs import DeploymentSpec, PodTemplate, Strategy
 from lab_app.cluster.events import EventKind
 
 Emit = Callable[..., Any]
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_PERCENT = re.compile(r"^\s*(\d+)%\s*$")
+
+
+# ---------------------------------------------------------------- rollout arithmetic
+# Pure functions, named after their upstream counterparts in
+# k8s.io/kubernetes pkg/controller/deployment/util/deployment_util.go and
+# k8s.io/apimachinery pkg/util/intstr (GetScaledValueFromIntOrPercent).
+
+
+def scaled_value(value: int | str | None, total: int, *, round_up: bool) -> int:
+    """An IntOrString as a pod count: an int as is, ``"N%"`` of ``total`` rounded up or down.
+
+    ``None`` (the field unset) counts as 0, as ``intstr.ValueOrDefault(..., 0)`` does; a string
+    that is not a percentage raises ``ValueError`` (upstream returns an error).
+    """
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        raise ValueError(f"invalid value for IntOrString: {value!r}")
+    if isinstance(value, int):
+        return value
+    m = _PERCENT.match(str(value))
+    if m is None:
+        raise ValueError(f"invalid value for IntOrString: {value!r} is not a percentage")
+    scaled = int(m.group(1)) * total
+    return -(-scaled // 100) if round_up else scaled // 100
+
+
+def resolve_fenceposts(
+    max_surge: int | str | None, max_unavailable: int | str | None, desired: int
+) -> tuple[int, int]:
+    """(surge, unavailable) for ``desired`` replicas: surge rounds up, unavailable down, and
+    if both come out 0 unavailable is 1 (or the rollout could never move). No clamping here:
+    ``max_unavailable()`` clamps."""
+    surge = scaled_value(max_surge, desired, round_up=True)
+    unavailable = scaled_value(max_unavailable, desired, round_up=False)
+    if surge == 0 and unavailable == 0:
+        return 0, 1
+    return surge, unavailable
+
+
+def max_surge(strategy: Strategy, replicas: int) -> int:
+    """MaxSurge: the pods a rolling update may run above ``replicas`` (0 for Recreate)."""
+    if strategy.type != "RollingUpdate":
+        return 0
+    return resolve_fenceposts(strategy.max_surge, strategy.max_unavailable, replicas)[0]
+
+
+def max_unavailable(strategy: Strategy, replicas: int) -> int:
+    """MaxUnavailable: the resolved value clamped to ``replicas`` (0 replicas or Recreate: 0)."""
+    if strategy.type != "RollingUpdate" or replicas == 0:
+        return 0
+    unavailable = resolve_fenceposts(strategy.max_surge, strategy.max_unavailable, replicas)[1]
+    return min(unavailable, replicas)
+
+
+def new_rs_new_replicas(
+    strategy: Strategy, replicas: int, all_rs_replicas: Iterable[int], new_rs_replicas: int
+) -> int:
+    """NewRSNewReplicas: how far the new ReplicaSet may scale up now.
+
+    RollingUpdate: up to ``replicas + maxSurge`` pods over all ReplicaSets (their desired
+    counts, ``all_rs_replicas``), never above ``replicas``, never down; Recreate: ``replicas``.
+    """
+    if strategy.type == "Recreate":
+        return replicas
+    if strategy.type != "RollingUpdate":
+        raise ValueError(f"deployment strategy {strategy.type!r} isn't supported")
+    surge = scaled_value(strategy.max_surge, replicas, round_up=True)
+    current = sum(all_rs_replicas)
+    max_total = replicas + surge
+    if current >= max_total:
+        return new_rs_replicas
+    return new_rs_replicas + min(max_total - current, replicas - new_rs_replicas)
 
 
 @dataclass
@@ -188,8 +270,8 @@ class DeploymentController:
                         "image": image.ref,
                         "revision": dep.revision,
                         "template_hash": spec.template.hash,
-                        "max_surge": spec.strategy.resolve(spec.replicas)[0],
-                        "max_unavailable": spec.strategy.resolve(spec.replicas)[1],
+                        "max_surge": max_surge(spec.strategy, spec.replicas),
+                        "max_unavailable": max_unavailable(spec.strategy, spec.replicas),
                     },
                 )
         else:
@@ -264,24 +346,23 @@ class DeploymentController:
         assert new is not None
         old = dep.old_rss()
         replicas = dep.spec.replicas
-        max_surge, max_unavailable = dep.spec.strategy.resolve(replicas)
+        strategy = dep.spec.strategy
         all_rs = [*old, new]
         # --- reconcileNewReplicaSet
         if new.replicas > replicas:
             return self._scale(dep, new, replicas)
         if new.replicas < replicas:
-            current = sum(rs.replicas for rs in all_rs)
-            max_total = replicas + max_surge
-            if current < max_total:
-                up = min(max_total - current, replicas - new.replicas)
-                if up > 0:
-                    return self._scale(dep, new, new.replicas + up)
+            target = new_rs_new_replicas(
+                strategy, replicas, [rs.replicas for rs in all_rs], new.replicas
+            )
+            if target != new.replicas:
+                return self._scale(dep, new, target)
         # --- reconcileOldReplicaSets
         if not any(rs.replicas for rs in old):
             return False
         mrs = dep.spec.min_ready_seconds
         all_count = sum(rs.replicas for rs in all_rs)
-        min_available = replicas - max_unavailable
+        min_available = replicas - max_unavailable(strategy, replicas)
         new_unavailable = new.replicas - new.available(mrs)
         max_scaled_down = all_count - min_available - new_unavailable
         if max_scaled_down <= 0:

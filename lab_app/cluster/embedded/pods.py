@@ -8,9 +8,11 @@ Why each piece exists (they are the mechanisms the lab is about):
   controller drops it, and the proxies learn it *later*), then ``preStop`` runs, then SIGTERM,
   then SIGKILL when ``terminationGracePeriodSeconds`` (which includes the preStop time) runs
   out. A classic Istio sidecar gets its SIGTERM at the same moment as the app's preStop starts.
-* **Memory limit**: the kubelet (here: psutil, every 0.25 s) SIGKILLs a container whose RSS
-  crosses ``resources.limits.memory`` -> ``OOMKilled``; the service's own ``MEMORY_LIMIT_MB``
-  self-kill (an ``oom`` log line, then SIGKILL) is reported the same way.
+* **Memory limit**: the stand-in for the kernel's cgroup limit (here: psutil, every 0.05 s)
+  SIGKILLs a container whose RSS crosses ``resources.limits.memory`` -> reason ``OOMKilled``,
+  exit 137. That is the only way to ``OOMKilled``: a container that dies of a SIGKILL the
+  kubelet did not send (it killed itself, someone ran ``kill -9``) is reason ``Error``, exit
+  137, as on a real node.
 * **Restarts** (restartPolicy Always) use the kubelet's crash back-off: the first restart is
   immediate, then 10 s, doubling up to 300 s, reset after 10 minutes of running. The
   ``backoff_scale`` option shrinks these for tests.
@@ -44,8 +46,8 @@ from lab_app.cluster.embedded.waiting import wait_done, wait_event
 from lab_app.cluster.events import EventKind
 
 Emit = Callable[..., Any]
-OOM_MARKER = b"zdlab-service oom"
 BACKOFF_RESET_AFTER = 600.0
+MINIMUM_GRACE_PERIOD = 2.0  # kuberuntime_container.go minimumGracePeriodInSeconds
 
 
 class ContainerConfigError(Exception):
@@ -60,10 +62,11 @@ class KubeletOptions:
     backoff_base: float = 10.0
     backoff_max: float = 300.0
     backoff_scale: float = 1.0  # < 1 in tests: crash back-off seconds are multiplied by it
-    oom_poll_seconds: float = 0.25
+    oom_poll_seconds: float = 0.05  # the memory-limit watch (a /proc read per container)
     sidecar_drain: float = 5.0
     exit_on_zero_active_connections: bool = False
     minimum_drain_duration: float = 5.0
+    sidecar_envoy_drain: float = 45.0  # ProxyConfig drainDuration: Envoy's --drain-time-s
     envoy_bin: str | Path | None = None  # the sidecars' Envoy (None: find_envoy())
 
 
@@ -94,6 +97,8 @@ class Pod:
         env_resolver: Callable[[Pod], dict[str, str]],
         reaper: Reaper | None,
         inject_sidecar: bool,
+        sidecar_mode: str = "classic",
+        minimum_grace_period: float = MINIMUM_GRACE_PERIOD,
     ) -> None:
         self.name = name
         self.template = template
@@ -111,9 +116,9 @@ class Pod:
         self.app_port = free_port()
         self.pod_port = self.app_port
         self.sidecar: Sidecar | None = None
+        self.minimum_grace_period = float(minimum_grace_period)
         if inject_sidecar:
             self.pod_port = free_port()
-            drain = _drain_duration(template, options.sidecar_drain)
             self.sidecar = Sidecar(
                 pod=name,
                 pod_port=self.pod_port,
@@ -121,9 +126,8 @@ class Pod:
                 workdir=workdir / "sidecar",
                 emit=emit,
                 reaper=reaper,
-                drain_duration=drain,
-                exit_on_zero_active_connections=options.exit_on_zero_active_connections,
-                minimum_drain_duration=options.minimum_drain_duration,
+                mode=sidecar_mode,
+                **_sidecar_settings(template, options),
                 on_change=self._changed,
                 envoy_bin=options.envoy_bin,
                 backoff_scale=options.backoff_scale,
@@ -184,6 +188,8 @@ class Pod:
             sidecar=self.sidecar is not None,
             last_state=self.last_state,
             extra={
+                # "native" | "classic" | None (no sidecar)
+                "sidecar_mode": self.sidecar.mode if self.sidecar else None,
                 "app_port": self.app_port,
                 "state": self.state,
                 "reason": self.reason,
@@ -214,6 +220,8 @@ class Pod:
                 "ready": self.sidecar.ready,
                 "restarts": self.sidecar.restarts,
                 "state": "running" if self.sidecar.alive else "terminated",
+                # native: an init container with restartPolicy Always (a Kubernetes sidecar)
+                "sidecar_mode": self.sidecar.mode,
             }
         return out
 
@@ -234,22 +242,33 @@ class Pod:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._emit(
             EventKind.POD_CREATED,
-            f"image {self.image.short}" + (" + istio-proxy" if self.sidecar else ""),
+            f"image {self.image.short}"
+            + (f" + istio-proxy ({self.sidecar.mode} sidecar)" if self.sidecar else ""),
             image=self.image.ref,
             deployment=self.deployment,
             port=self.pod_port,
+            sidecar_mode=self.sidecar.mode if self.sidecar else None,
         )
         self._main = asyncio.create_task(self._run(), name=f"pod-{self.name}")
 
     async def _run(self) -> None:
         try:
             if self.sidecar is not None:
+                # native: the init container starts, and must be ready (its startup probe),
+                # before the app container starts; classic: the lab starts it first too
                 try:
                     await self.sidecar.start()
                 except Exception as exc:
                     self.reason = "SidecarFailed"
                     self._emit(EventKind.PROXY_CRASHED, f"sidecar did not start: {exc}")
                     raise
+                self._emit(
+                    EventKind.NOTE,
+                    f"istio-proxy ready ({self.sidecar.mode} sidecar), starting the app container",
+                    reason="SidecarReady",
+                    container="istio-proxy",
+                    sidecar_mode=self.sidecar.mode,
+                )
             backoff_step = 0
             while not self.terminating:
                 try:
@@ -367,16 +386,14 @@ class Pod:
     def _record_exit(self, returncode: int, log: Path) -> None:
         sig = -returncode if returncode < 0 else 0
         exit_code = 128 + sig if sig else returncode
-        oom = self._oom_killed_by_kubelet
-        if not oom and sig == signal.SIGKILL:
-            oom = _log_has_oom(log, self._log_offset)
-        if oom:
+        # OOMKilled only when the memory-limit watch sent the SIGKILL (the kernel's cgroup OOM
+        # killer on a node); any other death by signal, SIGKILL included, is Error (128+n)
+        if self._oom_killed_by_kubelet and sig == signal.SIGKILL:
             reason = "OOMKilled"
             self._emit(
                 EventKind.OOM_KILLED,
-                "container exceeded its memory limit"
-                + (" (kubelet)" if self._oom_killed_by_kubelet else " (service self-kill)"),
-                exit_code=137,
+                "container exceeded its memory limit (killed at the limit)",
+                exit_code=exit_code,
             )
         elif exit_code == 0:
             reason = "Completed"
@@ -452,6 +469,8 @@ class Pod:
             await asyncio.sleep(max(0.0, probe.period - elapsed))
 
     async def _oom_watch(self, limit: int) -> None:
+        """The cgroup memory limit: SIGKILL the container once its RSS (the process and its
+        children, as a cgroup counts them) goes over ``limit`` bytes."""
         assert self.proc is not None
         try:
             ps = psutil.Process(self.proc.pid)
@@ -460,9 +479,12 @@ class Pod:
         while self.proc.returncode is None:
             try:
                 rss = ps.memory_info().rss
+                for child in ps.children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        rss += child.memory_info().rss
             except psutil.Error:
                 return
-            if rss > limit:
+            if rss > limit and self.proc.returncode is None:
                 self._oom_killed_by_kubelet = True
                 self._emit(
                     EventKind.SIGKILL,
@@ -512,13 +534,27 @@ class Pod:
         proc = self.proc
         if proc is None or proc.returncode is not None:
             return
-        self._emit(EventKind.SIGTERM, why, pid=proc.pid)
-        kill_group(proc.pid, signal.SIGTERM)
-        if not await wait_done(proc.wait(), deadline - time.monotonic()):
+        # killContainer: whatever preStop used, SIGTERM gets at least minimumGracePeriodInSeconds
+        kill_at = max(deadline, time.monotonic() + self.minimum_grace_period)
+        extended = kill_at > deadline
+        self._emit(
+            EventKind.SIGTERM,
+            why
+            + (
+                f" (grace period used up: the kubelet's {self.minimum_grace_period:g}s minimum)"
+                if extended
+                else ""
+            ),
+            pid=proc.pid,
+            seconds_to_sigkill=round(kill_at - time.monotonic(), 3),
+        )
+        _sigterm_once(proc.pid)
+        if not await wait_done(proc.wait(), kill_at - time.monotonic()):
             self._emit(
                 EventKind.SIGKILL,
                 f"still running after terminationGracePeriodSeconds="
-                f"{self.template.termination_grace:g}",
+                f"{self.template.termination_grace:g}"
+                + (f" and the {self.minimum_grace_period:g}s minimum" if extended else ""),
                 pid=proc.pid,
             )
             kill_group(proc.pid, signal.SIGKILL)
@@ -544,13 +580,21 @@ class Pod:
         )
         self._changed()
         self.wake()
+        # the app container's preStop + SIGTERM run alongside the sidecar's part: a classic
+        # istio-proxy gets SIGTERM now; a native one runs its preStop (pilot-agent drain) now
+        # and gets SIGTERM only after the app container exited
+        sidecar = self.sidecar
+        native = sidecar is not None and sidecar.mode == "native"
         jobs = [asyncio.create_task(self._stop_app(deadline, "pod deletion"))]
-        if self.sidecar is not None:
-            jobs.append(asyncio.create_task(self.sidecar.terminate(deadline)))
+        if sidecar is not None:
+            work = sidecar.pre_stop() if native else sidecar.terminate(deadline)
+            jobs.append(asyncio.create_task(work))
         try:
             await asyncio.gather(*jobs)
             if self._main is not None:
                 await wait_done(asyncio.shield(self._main), 5.0)
+            if native and sidecar is not None:
+                await sidecar.terminate(max(deadline, time.monotonic() + self.minimum_grace_period))
         finally:
             if self._main is not None and not self._main.done():
                 self._main.cancel()
@@ -584,18 +628,20 @@ class Pod:
         self.deleted_event.set()
 
 
+def _sigterm_once(pid: int) -> None:
+    """One SIGTERM to the container (its process group), as the runtime sends it. Not
+    ``kill_group``: that signals the group *and* the leader, and a second SIGTERM tells a
+    graceful app to hurry (the lab's service then cuts what is in flight)."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+
+
 async def _wait_or_exit(proc: asyncio.subprocess.Process, seconds: float) -> None:
     """Sleep ``seconds`` but stop early if the container exits meanwhile."""
     await wait_done(proc.wait(), seconds)
-
-
-def _log_has_oom(log: Path, offset: int) -> bool:
-    try:
-        with open(log, "rb") as f:
-            f.seek(offset)
-            return OOM_MARKER in f.read()
-    except OSError:
-        return False
 
 
 def _last_log_line(log: Path, offset: int, limit: int = 300) -> str:
@@ -612,9 +658,14 @@ def _last_log_line(log: Path, offset: int, limit: int = 300) -> str:
     return ""
 
 
-def _drain_duration(template: PodTemplate, default: float) -> float:
+def _drain_duration(
+    template: PodTemplate, default: float, key: str = "terminationDrainDuration"
+) -> float:
     """``proxy.istio.io/config: {terminationDrainDuration: 5s}`` overrides the cluster default."""
-    raw = template.proxy_config().get("terminationDrainDuration")
+    return _seconds(template.proxy_config().get(key), default)
+
+
+def _seconds(raw: Any, default: float) -> float:
     if raw is None:
         return default
     from lab_app.manifests import parse_duration
@@ -623,6 +674,28 @@ def _drain_duration(template: PodTemplate, default: float) -> float:
         return float(parse_duration(raw))
     except Exception:
         return default
+
+
+def _sidecar_settings(template: PodTemplate, options: KubeletOptions) -> dict[str, Any]:
+    """The pod's ``proxy.istio.io/config`` (ProxyConfig) over the cluster's defaults:
+    ``terminationDrainDuration``, ``drainDuration`` (Envoy's ``--drain-time-s``) and
+    ``proxyMetadata`` ``EXIT_ON_ZERO_ACTIVE_CONNECTIONS`` / ``MINIMUM_DRAIN_DURATION``."""
+    config = template.proxy_config()
+    meta = config.get("proxyMetadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    exit_on_zero = options.exit_on_zero_active_connections
+    if "EXIT_ON_ZERO_ACTIVE_CONNECTIONS" in meta:
+        exit_on_zero = str(meta["EXIT_ON_ZERO_ACTIVE_CONNECTIONS"]).strip().lower() == "true"
+    return {
+        "drain_duration": _drain_duration(template, options.sidecar_drain),
+        "envoy_drain_duration": _drain_duration(
+            template, options.sidecar_envoy_drain, "drainDuration"
+        ),
+        "exit_on_zero_active_connections": exit_on_zero,
+        "minimum_drain_duration": _seconds(
+            meta.get("MINIMUM_DRAIN_DURATION"), options.minimum_drain_duration
+        ),
+    }
 
 
 def base_environment(pod: Pod) -> dict[str, str]:

@@ -1,13 +1,23 @@
 """The Istio sidecar of one pod: a real Envoy in front of the app, terminated like pilot-agent.
 
-Why this matters: with classic (non-native) sidecars, Kubernetes sends SIGTERM to the
-``istio-proxy`` container at the same moment as to the app container; a ``preStop`` on the app
-does not protect the proxy. pilot-agent then asks Envoy to drain, waits
-``terminationDrainDuration`` (5 s by default) and stops Envoy, cutting whatever is still in
-flight through it -- a 10 s ``/k8s/longTask`` for example, which the gateway then answers
-with a 503 (istio/istio#11682). With ``EXIT_ON_ZERO_ACTIVE_CONNECTIONS`` pilot-agent instead
-waits ``MINIMUM_DRAIN_DURATION`` (5 s) and then until Envoy has no active downstream
-connection. Both are reproduced here with the real Envoy process and its admin API.
+Two ways Istio injects ``istio-proxy`` (``injection-template.yaml``), and why they matter:
+
+* **classic** (a regular container): at pod deletion Kubernetes sends SIGTERM to
+  ``istio-proxy`` at the same moment as it runs the app container's ``preStop``; a ``preStop``
+  on the app does not protect the proxy. pilot-agent asks Envoy to drain, waits
+  ``terminationDrainDuration`` (5 s by default) and stops Envoy, cutting whatever is still in
+  flight through it -- a 10 s ``/k8s/longTask`` for example, which the gateway then answers
+  with a 503 (istio/istio#11682). With ``EXIT_ON_ZERO_ACTIVE_CONNECTIONS`` pilot-agent instead
+  waits ``MINIMUM_DRAIN_DURATION`` (5 s) and then until Envoy has no active downstream
+  connection, checking every second (``pkg/envoy/agent.go``).
+* **native** (an init container with ``restartPolicy: Always``, Kubernetes 1.29+): it starts
+  and is ready before the app container; at deletion its own ``preStop`` (``pilot-agent
+  request POST drain``) starts the drain, Envoy keeps serving while the app's preStop, SIGTERM
+  and graceful shutdown run, and the kubelet sends it SIGTERM only once the app container has
+  exited; pilot-agent then exits at once (it already drained). Nothing in flight is cut.
+
+Both are reproduced here with the real Envoy process and its admin API. Envoy's
+``--drain-time-s`` is ProxyConfig ``drainDuration`` (45 s by default), as pilot-agent passes it.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from lab_app.cluster.events import EventKind
 
 Emit = Callable[..., Any]
 MINIMUM_DRAIN_DURATION = 5.0  # Istio's MINIMUM_DRAIN_DURATION default
+ENVOY_DRAIN_DURATION = 45.0  # ProxyConfig drainDuration default: Envoy's --drain-time-s
 WATCH_SECONDS = 0.25  # how often the supervisor looks at the sidecar's Envoy
 
 
@@ -44,6 +55,8 @@ class Sidecar:
         drain_duration: float = 5.0,
         exit_on_zero_active_connections: bool = False,
         minimum_drain_duration: float = MINIMUM_DRAIN_DURATION,
+        envoy_drain_duration: float = ENVOY_DRAIN_DURATION,
+        mode: str = "classic",
         on_change: Callable[[], None] = lambda: None,
         envoy_bin: str | Path | None = None,
         backoff_scale: float = 1.0,
@@ -52,9 +65,14 @@ class Sidecar:
         self.pod_port = pod_port
         self.app_port = app_port
         self.workdir = workdir
-        self.drain_duration = drain_duration
+        self.drain_duration = drain_duration  # terminationDrainDuration (classic SIGTERM)
         self.exit_on_zero = exit_on_zero_active_connections
         self.minimum_drain_duration = minimum_drain_duration
+        self.envoy_drain_duration = envoy_drain_duration  # drainDuration: --drain-time-s
+        if mode not in ("native", "classic"):
+            raise ValueError(f"sidecar mode {mode!r} is not native or classic")
+        self.mode = mode
+        self.drained = False  # native: the preStop drain ran (SIGTERM then exits at once)
         self._emit = emit
         self._reaper = reaper
         self._on_change = on_change
@@ -85,7 +103,7 @@ class Sidecar:
         envoy = EnvoyProcess(
             self.workdir,
             name=f"{self.pod}-sidecar",
-            drain_time_s=max(self.drain_duration, 1.0),
+            drain_time_s=max(self.envoy_drain_duration, 1.0),
             envoy_bin=self.envoy_bin,
         )
         self.envoy = envoy
@@ -151,20 +169,49 @@ class Sidecar:
                 {"pod": self.pod, "container": "istio-proxy", "restarts": self.restarts},
             )
 
-    async def terminate(self, deadline: float) -> None:
-        """pilot-agent on SIGTERM: drain, wait, stop Envoy (SIGKILL at the grace deadline)."""
+    def _stop_watching(self) -> None:
         self.terminating = True
         if self._watch is not None:
             self._watch.cancel()
+
+    def _data(self, **data: Any) -> dict[str, Any]:
+        return {"pod": self.pod, "container": "istio-proxy", "sidecar_mode": self.mode, **data}
+
+    async def pre_stop(self) -> None:
+        """Native sidecar's ``preStop`` (``pilot-agent request POST drain``), run at deletion
+        with the app's preStop: drain the listeners (``Connection: close`` on responses; new
+        connections go elsewhere), keep Envoy up, and exit at once at the later SIGTERM."""
+        self._stop_watching()
         envoy = self.envoy
         if envoy is None or not envoy.alive:
+            return
+        self._emit(
+            EventKind.SIDECAR_DRAIN_STARTED,
+            self.obj,
+            "preStop of native istio-proxy: pilot-agent drain; Envoy keeps serving until "
+            "SIGTERM, which comes after the app container exited",
+            self._data(mode="native", trigger="preStop", drain_duration=0.0),
+        )
+        with contextlib.suppress(Exception):
+            await envoy.drain_listeners(graceful=True, inbound_only=True)
+        self.drained = True
+
+    async def terminate(self, deadline: float) -> None:
+        """SIGTERM to istio-proxy. Native, after its preStop drain: exit at once. Classic
+        (pilot-agent on SIGTERM): drain, wait, stop Envoy (SIGKILL at the grace deadline)."""
+        self._stop_watching()
+        envoy = self.envoy
+        if envoy is None or not envoy.alive:
+            return
+        if self.drained:
+            await self._exit(envoy, killed=False, why="SIGTERM after the app container exited")
             return
         mode = "exit-on-zero-active-connections" if self.exit_on_zero else "drain-duration"
         self._emit(
             EventKind.SIDECAR_DRAIN_STARTED,
             self.obj,
             f"SIGTERM to istio-proxy: draining ({mode}, {self.drain_duration:g}s)",
-            {"pod": self.pod, "mode": mode, "drain_duration": self.drain_duration},
+            self._data(mode=mode, trigger="SIGTERM", drain_duration=self.drain_duration),
         )
         with contextlib.suppress(Exception):
             await envoy.drain_listeners(graceful=True)
@@ -181,6 +228,13 @@ class Sidecar:
         else:
             await _sleep_until(min(time.monotonic() + self.drain_duration, deadline))
         killed = time.monotonic() >= deadline
+        await self._exit(
+            envoy,
+            killed=killed,
+            why="SIGKILL at the grace deadline" if killed else "Envoy stopped after the drain",
+        )
+
+    async def _exit(self, envoy: EnvoyProcess, *, killed: bool, why: str) -> None:
         cut = 0
         with contextlib.suppress(Exception):
             if envoy.alive:
@@ -193,16 +247,13 @@ class Sidecar:
         self._emit(
             EventKind.SIDECAR_EXITED,
             self.obj,
-            ("SIGKILL at the grace deadline" if killed else "Envoy stopped after the drain")
-            + (f"; {cut} request(s) in flight were cut" if cut else ""),
-            {"pod": self.pod, "requests_cut": cut, "killed": killed},
+            why + (f"; {cut} request(s) in flight were cut" if cut else ""),
+            self._data(requests_cut=cut, killed=killed),
         )
 
     async def kill(self) -> None:
         """Immediate stop (cluster close): no drain."""
-        self.terminating = True
-        if self._watch is not None:
-            self._watch.cancel()
+        self._stop_watching()
         if self.envoy is not None:
             with contextlib.suppress(Exception):
                 await self.envoy.stop(graceful=False)

@@ -55,16 +55,12 @@ from lab_app.cluster.kube.resources import (
     type_for_kind,
 )
 from lab_app.cluster.kube.rollout import wait_for_rollout
-from lab_app.cluster.kube.settle import gateway_bound, settle_problem
+from lab_app.cluster.kube.settle import gateway_bound, rejected_updates, settle_problem
 from lab_app.cluster.kube.watches import EventHub, WatchLoop
 from lab_app.cluster.kube.weights import validate_weights, weights_patch
-from lab_app.errors import ConfigError, LabError
+from lab_app.errors import ConfigError, ConfigNotSettledError, ConfigRejectedError, LabError
 
 DEFAULT_SERVICE = "zero-downtime-rollingupdate"
-
-
-class ConfigNotSettledError(LabError, TimeoutError):
-    """The gateway's Envoy did not reach the applied routing config in time."""
 
 
 INJECTION_LABEL = {"istio-injection": "enabled"}
@@ -559,12 +555,22 @@ class KubeCluster:
     async def config_settled(self, timeout: float = 30.0) -> None:
         """Until the ingress gateway routes every gateway-bound VirtualService as its spec
         says, with a healthy endpoint behind each route (see ``settle``); polls the
-        gateway's real Envoy config every half second. ``ConfigNotSettledError`` after
-        ``timeout`` seconds, naming what is still missing."""
+        gateway's real Envoy config every half second. ``ConfigNotSettledError`` (a
+        ``TimeoutError``) after ``timeout`` seconds, naming what is still missing;
+        ``ConfigRejectedError`` when the gateway's Envoy rejected (NACKed) the latest update
+        of a resource (its config dump's ``error_state``), naming it and Envoy's reason."""
         self._check_open()
         deadline = time.monotonic() + timeout
         while True:
             problem = await asyncio.to_thread(self._settle_problem, True, False)
+            rejected = await asyncio.to_thread(self._gateway_rejections)
+            if rejected:
+                raise ConfigRejectedError(
+                    "the latest config push was rejected by proxy/gateway: "
+                    + "; ".join(f"{name}: {why}" for name, why in rejected.items())
+                    + " -- the gateway keeps running its previous config",
+                    rejections={"proxy/gateway": "; ".join(rejected.values())},
+                )
             if problem is None:
                 return
             if time.monotonic() >= deadline:
@@ -572,6 +578,19 @@ class KubeCluster:
                     f"Istio's config did not reach the gateway within {timeout:g} s: {problem}"
                 )
             await asyncio.sleep(0.5)
+
+    def _gateway_rejections(self) -> dict[str, str]:
+        """Blocking: resources the gateway's Envoy NACKed last (``{}`` when it cannot tell)."""
+        try:
+            pod, pod_namespace = proxy_mod.find_proxy_pod(
+                self.clients.core, "gateway", self.namespace
+            )
+            dump = proxy_mod.admin_via_port_forward(
+                self.clients.core, pod, pod_namespace, "/config_dump"
+            )
+        except Exception:  # no gateway, no Istio, no port-forward: nothing seen rejected
+            return {}
+        return rejected_updates(dump) if isinstance(dump, dict) else {}
 
     def _settle_problem(self, endpoints: bool = True, strict: bool = False) -> str | None:
         """``None`` when the gateway holds the config. ``strict``: "cannot tell" (no Istio,

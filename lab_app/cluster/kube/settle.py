@@ -99,3 +99,42 @@ def settle_problem(
                 if int(weight) > 0 and cluster not in healthy:
                     return f"the gateway has no healthy endpoint in {cluster} yet"
     return None
+
+
+# The config dump sections whose entries carry Envoy's ``error_state`` (UpdateFailureState:
+# "set if the last update failed, cleared after the next successful update").
+_ERROR_STATE_KEYS = (
+    "dynamic_listeners",
+    "dynamic_active_clusters",
+    "dynamic_warming_clusters",
+    "dynamic_route_configs",
+    "dynamic_endpoint_configs",
+)
+
+
+def rejected_updates(config_dump: Mapping[str, Any]) -> dict[str, str]:
+    """Resources of an Envoy ``/config_dump`` whose latest update was rejected (NACKed):
+    ``{resource name: Envoy's reason}``; empty when every latest update was accepted."""
+    out: dict[str, str] = {}
+    for section in config_dump.get("configs") or []:
+        if not isinstance(section, Mapping):
+            continue
+        for key in _ERROR_STATE_KEYS:
+            for item in section.get(key) or []:
+                if not isinstance(item, Mapping):
+                    continue
+                error = item.get("error_state") or {}
+                nacked = str(item.get("client_status", "")).upper() == "NACKED"
+                if not error and not nacked:
+                    continue
+                name = item.get("name") or _resource_name(item) or key
+                out[str(name)] = str(error.get("details") or "rejected (NACK)")
+    return out
+
+
+def _resource_name(item: Mapping[str, Any]) -> str:
+    for field in ("route_config", "cluster", "endpoint_config"):
+        value = item.get(field)
+        if isinstance(value, Mapping):
+            return str(value.get("name") or value.get("cluster_name") or "")
+    return ""

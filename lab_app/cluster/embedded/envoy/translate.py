@@ -10,7 +10,8 @@ Where the defaults come from (istio/istio, ``pilot/pkg/networking/core``):
 - Retries, ``route/retry/retry.go``: with ``retries`` unset a route gets
   ``num_retries: 2``, ``retry_on: connect-failure,refused-stream,unavailable,cancelled,
   retriable-status-codes`` (no status code: ``EXCLUDE_UNSAFE_503_FROM_DEFAULT_RETRY`` defaults
-  to true in ``pilot/pkg/features``), ``retry_host_predicate: previous_hosts`` and
+  to true in ``pilot/pkg/features`` since 1.24; before, ``[503]``: ``default_retry_codes``
+  follows the cluster's version profile), ``retry_host_predicate: previous_hosts`` and
   ``host_selection_retry_max_attempts: 5``. ``attempts: 0`` disables retries; otherwise the
   default is overridden field by field (``attempts`` -> ``num_retries``, ``retryOn`` ->
   ``retry_on`` with numeric parts moved to ``retriable_status_codes``, ``perTryTimeout`` ->
@@ -381,15 +382,24 @@ def _load_assignment(
 
 # --- VirtualService -> routes ----------------------------------------------------------------
 def retry_policy(
-    retries: Mapping[str, Any] | None, *, source: str = "", path: str = "retries"
+    retries: Mapping[str, Any] | None,
+    *,
+    source: str = "",
+    path: str = "retries",
+    default_status_codes: Sequence[int] = (),
 ) -> dict[str, Any] | None:
-    """Istio's ``ConvertPolicy``: the default policy, overridden by the VirtualService's fields."""
+    """Istio's ``ConvertPolicy``: the default policy, overridden by the VirtualService's fields.
+
+    ``default_status_codes``: the default policy's ``retriable_status_codes`` -- ``(503,)``
+    before Istio 1.24 (``VersionProfile.default_retriable_status_codes``), none since."""
     policy: dict[str, Any] = {
         "num_retries": 2,
         "retry_on": DEFAULT_RETRY_ON,
         "retry_host_predicate": [PREVIOUS_HOSTS],
         "host_selection_retry_max_attempts": 5,
     }
+    if default_status_codes:
+        policy["retriable_status_codes"] = [int(c) for c in default_status_codes]
     if retries is None:
         return policy
     attempts = int(retries.get("attempts", 0) or 0)
@@ -409,6 +419,7 @@ def retry_policy(
         if codes and "retriable-status-codes" not in conditions:
             conditions.append("retriable-status-codes")
         policy["retry_on"] = ",".join(conditions)
+        policy.pop("retriable_status_codes", None)  # retryOn's codes replace the default's
         if codes:
             policy["retriable_status_codes"] = codes
     if "perTryTimeout" in retries:
@@ -591,7 +602,12 @@ class _Destinations:
 
 
 def _route_action(
-    http: Mapping[str, Any], dests: _Destinations, *, source: str, path: str
+    http: Mapping[str, Any],
+    dests: _Destinations,
+    *,
+    source: str,
+    path: str,
+    default_retry_codes: Sequence[int] = (),
 ) -> dict[str, Any]:
     routes = http.get("route") or []
     if not routes:
@@ -628,7 +644,12 @@ def _route_action(
     if "timeout" in http:
         timeout = parse_duration(http["timeout"], source=source, field_path=f"{path}.timeout")
     action["timeout"] = envoy_duration(timeout)
-    policy = retry_policy(http.get("retries"), source=source, path=f"{path}.retries")
+    policy = retry_policy(
+        http.get("retries"),
+        source=source,
+        path=f"{path}.retries",
+        default_status_codes=default_retry_codes,
+    )
     if policy is not None:
         action["retry_policy"] = policy
     return action
@@ -665,6 +686,7 @@ def _vs_routes(
     gateway_ref: str,
     port: int,
     namespace: str,
+    default_retry_codes: Sequence[int] = (),
 ) -> list[dict[str, Any]]:
     source = _ref(vs)
     spec = vs.get("spec") or {}
@@ -683,7 +705,9 @@ def _vs_routes(
                 source=source,
                 field=f"{path}.{sorted(unknown)[0]}",
             )
-        action = _route_action(http, dests, source=source, path=path)
+        action = _route_action(
+            http, dests, source=source, path=path, default_retry_codes=default_retry_codes
+        )
         matches = http.get("match") or [None]
         catchall = False
         for k, match in enumerate(matches):
@@ -755,6 +779,7 @@ def gateway_snapshot(
     upstream_idle_timeout_s: float = 4.0,
     connect_timeout_s: float = 10.0,
     missing_subset: Literal["error", "blackhole"] = "error",
+    default_retry_codes: Sequence[int] = (),
 ) -> Snapshot:
     """The ingress gateway's config for ``gateway`` and the VirtualServices bound to it.
 
@@ -763,6 +788,8 @@ def gateway_snapshot(
     server port (an int when it has one port, or ``{gateway_port: local_port}``; default: the
     same number). ``missing_subset="blackhole"`` routes to a subset no DestinationRule defines
     anyway (Envoy answers ``503 NC`` like Istio would) instead of raising ``ManifestError``.
+    ``default_retry_codes``: the status codes istiod's default retry policy retries (``503``
+    before Istio 1.24; none since, ``EXCLUDE_UNSAFE_503_FROM_DEFAULT_RETRY``).
     """
     gw_source = _ref(gateway)
     gw_ns = _namespace(gateway, namespace)
@@ -816,7 +843,10 @@ def gateway_snapshot(
             bound = [h for h in vs_hosts if any(_host_matches(p, h) for p in server_hosts)]
             if not bound:
                 continue
-            routes = _vs_routes(vs, dests, gateway_ref=gateway_ref, port=gw_port, namespace=vs_ns)
+            routes = _vs_routes(
+                vs, dests, gateway_ref=gateway_ref, port=gw_port, namespace=vs_ns,
+                default_retry_codes=default_retry_codes,
+            )  # fmt: skip
             for host in bound:
                 vh = vhosts.setdefault(
                     host,
