@@ -17,7 +17,14 @@ from plotly.subplots import make_subplots
 from lab_app.load.records import ERROR_CLASSES
 
 OK_COLOR = "#2ca02c"
-ERROR_COLORS = {"refused": "#404040", "reset": "#000000", "timeout": "#8c564b", "other": "#7f7f7f"}
+ERROR_COLORS = {
+    "refused": "#404040",
+    "reset": "#000000",
+    "reset_reused": "#5b0f0f",  # a reused keep-alive socket died before the answer
+    "timeout": "#8c564b",
+    "cancelled": "#c7c7c7",  # cut when the run was stopped: the lab's, not the server's
+    "other": "#7f7f7f",
+}
 _STATUS_COLORS = ["#d62728", "#ff7f0e", "#e377c2", "#9467bd", "#bcbd22", "#17becf"]
 _VERSION_COLORS = ["#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#17becf", "#e377c2", "#7f7f7f"]
 _RUN_DASHES = ["solid", "dash", "dot", "dashdot"]

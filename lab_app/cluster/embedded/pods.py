@@ -7,7 +7,9 @@ Why each piece exists (they are the mechanisms the lab is about):
 * **Termination** follows the kubelet: deletion marks the pod terminating (the endpoints
   controller drops it, and the proxies learn it *later*), then ``preStop`` runs, then SIGTERM,
   then SIGKILL when ``terminationGracePeriodSeconds`` (which includes the preStop time) runs
-  out. A classic Istio sidecar gets its SIGTERM at the same moment as the app's preStop starts.
+  out -- but at least 2 s after SIGTERM (the kubelet's ``minimumGracePeriodInSeconds``). A
+  classic Istio sidecar gets its SIGTERM at the same moment as the app's preStop starts; a
+  native one runs its own preStop (drain) then and gets SIGTERM after the app container exited.
 * **Memory limit**: the stand-in for the kernel's cgroup limit (here: psutil, every 0.05 s)
   SIGKILLs a container whose RSS crosses ``resources.limits.memory`` -> reason ``OOMKilled``,
   exit 137. That is the only way to ``OOMKilled``: a container that dies of a SIGKILL the
