@@ -31,9 +31,11 @@ test: $(STAMP)
 	@rm -rf out/results  # notebook 08 compares this run's results only
 	ZDLAB_LIVE=0 $(BIN)/python -m pytest -m "not cluster" tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider --durations=15
 
-## make test-cluster: end-to-end notebooks against a real cluster (kind/minikube + Istio)
+## make test-cluster: notebooks 02-08 against a real cluster (kind/minikube + Istio), in order;
+## fails within seconds, in one line naming the context and the reason, when none is usable
 test-cluster: $(STAMP)
-	ZDLAB_BACKEND=kubernetes $(BIN)/python -m pytest -m cluster tests -p no:cacheprovider
+	@$(BIN)/python -m lab_app.cluster.kube.reach
+	ZDLAB_BACKEND=kubernetes ZDLAB_LIVE=0 $(BIN)/python -m pytest -m cluster tests/cluster -p no:cacheprovider -v
 
 ## make jupyter: JupyterLab on the notebooks, bound to localhost, token kept
 jupyter: $(STAMP)

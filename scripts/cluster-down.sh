@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Delete the local cluster made by scripts/cluster-up.sh (kind cluster "zdlab", or the
-# minikube profile with --minikube). Everything in it goes: Istio, the zdlab namespace,
-# the loaded images. Usage: scripts/cluster-down.sh [--minikube]
+# Delete what scripts/cluster-up.sh created: the kind cluster "zdlab" (or the minikube
+# profile with --minikube) with everything in it (Gateway API CRDs, Istio, the zdlab
+# namespace, the loaded images) and its kubeconfig context, then the zdlab/demo:v1..v3
+# images it built in docker/podman (--keep-images leaves them).
+# Usage: scripts/cluster-down.sh [--minikube] [--keep-images]
 set -euo pipefail
 
 NAME="${ZDLAB_CLUSTER:-zdlab}"
 FLAVOUR=kind
+REMOVE_IMAGES=1
 for arg in "$@"; do
   case "$arg" in
     --minikube) FLAVOUR=minikube ;;
+    --keep-images) REMOVE_IMAGES=0 ;;
     -h | --help)
-      sed -n '2,4p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+      sed -n '2,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
@@ -20,6 +24,14 @@ for arg in "$@"; do
   esac
 done
 
+ENGINE=""
+for candidate in docker podman; do
+  if command -v "$candidate" >/dev/null 2>&1; then
+    ENGINE="$candidate"
+    break
+  fi
+done
+
 if [[ $FLAVOUR == minikube ]]; then
   command -v minikube >/dev/null 2>&1 || {
     echo "cluster-down: minikube is not on PATH" >&2
@@ -27,19 +39,28 @@ if [[ $FLAVOUR == minikube ]]; then
   }
   echo "==> deleting minikube profile $NAME"
   minikube delete -p "$NAME"
-  exit 0
+else
+  command -v kind >/dev/null 2>&1 || {
+    echo "cluster-down: kind is not on PATH (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)" >&2
+    exit 1
+  }
+  if [[ $ENGINE == podman ]]; then
+    export KIND_EXPERIMENTAL_PROVIDER=podman
+  fi
+  if kind get clusters 2>/dev/null | grep -qx "$NAME"; then
+    echo "==> deleting kind cluster $NAME (and its kubeconfig context kind-$NAME)"
+    kind delete cluster --name "$NAME"
+  else
+    echo "no kind cluster named $NAME: nothing to delete"
+  fi
 fi
 
-command -v kind >/dev/null 2>&1 || {
-  echo "cluster-down: kind is not on PATH (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)" >&2
-  exit 1
-}
-if ! command -v docker >/dev/null 2>&1 && command -v podman >/dev/null 2>&1; then
-  export KIND_EXPERIMENTAL_PROVIDER=podman
-fi
-if kind get clusters 2>/dev/null | grep -qx "$NAME"; then
-  echo "==> deleting kind cluster $NAME"
-  kind delete cluster --name "$NAME"
-else
-  echo "no kind cluster named $NAME: nothing to delete"
+if [[ $REMOVE_IMAGES == 1 && -n $ENGINE ]]; then
+  for version in v1 v2 v3; do
+    image="zdlab/demo:$version"
+    if "$ENGINE" image inspect "$image" >/dev/null 2>&1; then
+      echo "==> removing image $image from $ENGINE"
+      "$ENGINE" image rm "$image" >/dev/null
+    fi
+  done
 fi

@@ -149,7 +149,7 @@ def _main(args: argparse.Namespace) -> int:
     def on_sigint(run: LoadRun) -> None:
         nonlocal interrupted
         interrupted = True
-        run.stop()
+        run.stop(drain=True)  # like fortio: the calls in flight finish
 
     def on_start(run: LoadRun) -> Any:
         if threading.current_thread() is threading.main_thread():

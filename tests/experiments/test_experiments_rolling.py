@@ -9,7 +9,6 @@ from lab_app import claims
 from lab_app.experiments import (
     run_hardened_rolling_update,
     run_naive_rolling_update,
-    run_sidecar_rolling_update,
 )
 
 
@@ -62,26 +61,3 @@ async def test_hardened_rolling_update_drops_nothing() -> None:
     # the old pods were stopped during the run: preStop, then SIGTERM, graceful exit
     assert kinds.count("PreStopStarted") == 2 and kinds.count("SIGTERM") == 2
     assert "SIGKILL" not in kinds
-
-
-async def test_sidecar_drain_cuts_long_tasks_and_retries_only_reduce_it() -> None:
-    # classic sidecars (SIGTERM with the app): what Istio < 1.27 or Kubernetes < 1.33 injects
-    plain = await run_sidecar_rolling_update(qps=50, duration=12, sidecar_mode="classic")
-    retried = await run_sidecar_rolling_update(
-        qps=50, duration=12, retries=True, max_retries=3, sidecar_mode="classic"
-    )
-    for result in (plain, retried):
-        _report(result)
-        assert result.load("demo").non_2xx == 0  # short requests finish within the drain
-    cut = plain.extra["requests_cut_by_sidecar_exit"]
-    assert plain.extra["sidecar_mode"] == "classic" and plain.extra["long_tasks_cut"] == cut > 0
-    errors = plain.load("longTask").non_2xx
-    assert errors > 0 and set(plain.load("longTask").codes) == {200, 503}
-    assert errors <= cut  # every error is a long task the sidecar's exit cut
-    cut_r = retried.extra["requests_cut_by_sidecar_exit"]
-    errors_r = retried.load("longTask").non_2xx
-    retries = retried.extra["gateway_retries"]
-    # the retry policy rescues some cut requests, not all (3 retries in flight at most)
-    assert retries["upstream_rq_retry_success"] > 0 and retries["upstream_rq_retry_overflow"] > 0
-    assert 0 < errors_r < cut_r
-    print(f"longTask errors: {errors} of {cut} cut without retries; {errors_r} of {cut_r} with")

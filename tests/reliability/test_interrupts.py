@@ -120,7 +120,7 @@ async def test_ctrl_c_stops_zdlab_load_with_the_partial_results(
     done = re.search(r"All done (\d+) calls", report)
     assert done, report
     calls = int(done.group(1))
-    # every answered request is counted but those still in flight (at most -c 2) at the stop
+    # every answered request is counted; those in flight at the stop (at most -c 2) finish first
     assert answered - 2 <= calls <= target.count
     assert f"Code 200 : {calls} (100.0 %)" in report
     if json_out:
