@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PIP_FLAGS ?= --quiet --disable-pip-version-check
 
-.PHONY: lab test test-cluster jupyter lint format bench clean install
+.PHONY: lab test test-cluster typecheck jupyter lint format bench clean install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,14 @@ lab: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@$(MAKE) --no-print-directory typecheck
 	@rm -rf out/results  # notebook 08 compares this run's results only
 	ZDLAB_LIVE=0 $(BIN)/python -m pytest -m "not cluster" tests notebooks --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider --durations=15
+
+## make typecheck: mypy with pyproject.toml's [tool.mypy] (strict on lab_app/cluster and
+## lab_app/progressive, default elsewhere); `make test` runs it after ruff
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 ## make test-cluster: notebooks 02-08 against a real cluster (kind/minikube + Istio), in order;
 ## fails within seconds, in one line naming the context and the reason, when none is usable
@@ -51,4 +57,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/load_accuracy.py
 
 clean:
-	rm -rf out .pytest_cache
+	rm -rf out .pytest_cache .mypy_cache

@@ -300,7 +300,7 @@ def check_rollback_at_first_step(max_weight: int, outcome: str, steps: Sequence[
     """
     claim = f"the bad build is rolled back at the first step ({steps[0]} %)"
     if outcome != "rolled-back":
-        raise ClaimFailed(claim, f"the cutover ended {outcome!r}")
+        raise ClaimFailed(claim, f"the cutover ended '{outcome}'")
     if max_weight > steps[0]:
         raise ClaimFailed(claim, f"its weight reached {max_weight} %")
     return max_weight

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from lab_app.errors import ConfigError
+from lab_app.paths import REPO_ROOT
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_ROOT = REPO_ROOT  # the checkout holding lab_app/ (lab_app.paths)
 
 
 def repo_root() -> Path:

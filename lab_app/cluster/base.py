@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from lab_app.cluster.events import Event
+from lab_app.cluster.proxyconfig import ProxyConfigKind
+from lab_app.manifests.names import DEFAULT_SERVICE
 
 ManifestSource = str | Path | Mapping[str, Any] | list[Mapping[str, Any]]
-ProxyConfigKind = Literal["routes", "clusters", "endpoints", "listeners"]
 
 
 @dataclass(frozen=True)
@@ -83,11 +84,17 @@ class Cluster(Protocol):
     def gateway_url(self) -> str:
         """Base URL of the ingress gateway, e.g. ``http://127.0.0.1:31380``."""
 
-    def service_url(self, service: str = "zero-downtime-rollingupdate") -> str:
+    def service_url(self, service: str = DEFAULT_SERVICE) -> str:
         """Base URL that reaches a Service without Istio (kube-proxy / NodePort path)."""
 
     async def proxy_config(self, kind: ProxyConfigKind = "routes", proxy: str = "gateway") -> Any:
         """What ``istioctl proxy-config KIND`` shows for the gateway (or a sidecar)."""
+
+    async def proxy_stats(
+        self, proxy: str = "gateway", filter: str | None = None
+    ) -> Mapping[str, float]:
+        """A proxy's Envoy counters and gauges (``/stats?filter=REGEX``), e.g.
+        ``upstream_rq_active``: how progressive delivery sees a subset's traffic."""
 
     async def logs(self, pod: str, tail: int | None = None) -> str:
         """The pod's container log."""

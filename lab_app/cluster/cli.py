@@ -15,7 +15,7 @@ import sys
 import threading
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("cluster", help="run an embedded cluster in this terminal")
     sub = parser.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
     up = sub.add_parser("up", help="start, apply manifests, print events until Ctrl-C")
@@ -30,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _up(args: argparse.Namespace) -> int:
     from lab_app.cluster.embedded import EmbeddedCluster
+    from lab_app.manifests.names import split_ref
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -48,8 +49,9 @@ def _up(args: argparse.Namespace) -> int:
             for source in args.filename:
                 for ref in await cluster.apply(source):
                     print(f"{ref} applied")
-                    if ref.startswith("deployment/"):
-                        deployments.append(ref.split("/", 1)[1])
+                    kind_name = split_ref(ref)
+                    if kind_name and kind_name[0] == "deployment":
+                        deployments.append(kind_name[1])
             for name in dict.fromkeys(deployments):
                 await cluster.wait_rollout(name, timeout=120)
                 print(f"deployment/{name} rolled out")

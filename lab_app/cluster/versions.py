@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from lab_app.errors import ConfigError
 
@@ -176,7 +176,7 @@ def check_sidecar_mode(value: Any, option: str = "sidecar_mode") -> SidecarMode:
     mode = str(value).strip().lower() if isinstance(value, str) else None
     if mode not in SIDECAR_MODES:
         raise ConfigError(f"{option}={value!r} must be 'native' or 'classic'")
-    return mode  # type: ignore[return-value]
+    return cast(SidecarMode, mode)  # one of SIDECAR_MODES, checked above
 
 
 def profile(istio: Any = None, kubernetes: Any = None) -> VersionProfile:

@@ -22,9 +22,11 @@ import yaml
 
 from lab_app.cluster import Cluster, connect
 from lab_app.errors import ConfigError, LabError
+from lab_app.manifests.names import DEFAULT_SERVICE
+from lab_app.paths import MANIFESTS_DIR
 
 T = TypeVar("T")
-APP = "zero-downtime-rollingupdate"
+APP = DEFAULT_SERVICE
 
 
 class Interrupted(Exception):
@@ -35,7 +37,7 @@ def manifests_dir() -> Path:
     """The repo's ``manifests/``: ``$ZDLAB_MANIFESTS`` if set, else next to the package."""
     env = os.environ.get("ZDLAB_MANIFESTS", "").strip()
     candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[2] / "manifests")
+    candidates.append(MANIFESTS_DIR)
     candidates.append(Path.cwd() / "manifests")
     for path in candidates:
         if (path / "deployment.yaml").is_file():

@@ -155,7 +155,13 @@ async def run_progressive(
         return on_decision
 
     async def phase(
-        s: Session, label: str, stable: str, canary: str, scale: dict[str, str]
+        s: Session,
+        label: str,
+        stable: str,
+        canary: str,
+        *,
+        scale_down: str | None = None,
+        scale_down_canary: str | None = None,
     ) -> CutoverResult:
         from lab_app.load import start_load
 
@@ -181,7 +187,8 @@ async def run_progressive(
                 threshold=threshold,
                 load=run,
                 on_decision=collect(label),
-                **scale,
+                scale_down=scale_down,
+                scale_down_canary=scale_down_canary,
             )
         )
         final = result.decision("promote" if result.promoted else "rollback")
@@ -228,7 +235,7 @@ async def run_progressive(
         await s.stopper.run(settle(c))
         await wait_http_ok(c.gateway_url() + "/k8s/demo", timeout=30, stopper=s.stopper)
         s.step("v1 and v2 ready; route: v1 only")
-        first = await phase(s, "v1->v2", "version-v1", "version-v2", {"scale_down": V1})
+        first = await phase(s, "v1->v2", "version-v1", "version-v2", scale_down=V1)
         if not first.promoted:
             s.result.notes.append(f"v2 was not promoted ({first}); the v3 phase was skipped")
             return
@@ -236,7 +243,7 @@ async def run_progressive(
         await s.stopper.run(c.wait_rollout(V3, timeout=120))
         await s.stopper.run(settle(c))
         s.step("v3 (the bad build) ready, no traffic yet", error_rate=error_rate)
-        await phase(s, "v2->v3", "version-v2", "version-v3", {"scale_down_canary": V3})
+        await phase(s, "v2->v3", "version-v2", "version-v3", scale_down_canary=V3)
 
     base = await run_session(
         "progressive",

@@ -27,6 +27,7 @@ import socket
 import time
 from array import array
 from collections import Counter
+from typing import cast
 
 import h11
 
@@ -94,7 +95,8 @@ class _Connection(asyncio.Protocol):
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # create_connection() hands a stream protocol an asyncio.Transport.
+        self.transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):  # not a TCP socket
@@ -117,29 +119,29 @@ class _Connection(asyncio.Protocol):
             event = conn.next_event()
             if event is _NEED_DATA or event is _PAUSED:
                 return
-            kind = type(event)
-            if kind is _DATA:
-                self.size += len(event.data)  # type: ignore[union-attr]
-            elif kind is _RESPONSE:
-                self.status = event.status_code  # type: ignore[union-attr]
+            # exact-type tests: cheaper than isinstance on this hot path, and mypy narrows them
+            if type(event) is _DATA:
+                self.size += len(event.data)
+            elif type(event) is _RESPONSE:
+                self.status = event.status_code
                 # fortio's header size: the status line, the header lines and the blank line
                 # ("HTTP/1.1 200 OK\r\n" ... "\r\n"), as h11 hands them back.
-                hsize = 5 + len(event.http_version) + 5 + len(event.reason) + 2 + 2  # type: ignore[union-attr]
-                for name, value in event.headers:  # type: ignore[union-attr]
+                hsize = 5 + len(event.http_version) + 5 + len(event.reason) + 2 + 2
+                for name, value in event.headers:
                     hsize += len(name) + len(value) + 4
                     if name == b"x-app-version":
                         self.version = value.decode("latin-1")
                     elif name == b"x-envoy-flags":
                         self.flags = value.decode("latin-1")
                 self.hsize = hsize
-            elif kind is _END:
+            elif type(event) is _END:
                 self.served += 1
                 waiter = self.waiter
                 self.waiter = None
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
                 return
-            elif kind is not _INFORMATIONAL:  # ConnectionClosed before a full response
+            elif type(event) is not _INFORMATIONAL:  # ConnectionClosed before a full response
                 return
 
     def eof_received(self) -> bool:
@@ -257,6 +259,8 @@ class H11Client:
             self._drop()
             proto = self._proto = await self._connect(deadline)
         conn = proto.conn
+        transport = proto.transport
+        assert transport is not None  # connection_made() ran before create_connection returned
         reused = proto.served > 0
         proto.status = 0
         proto.version = ""
@@ -265,7 +269,7 @@ class H11Client:
         proto.got = 0
         waiter: asyncio.Future[None] = loop.create_future()
         proto.waiter = waiter
-        proto.transport.write(conn.send(self._request) + conn.send(self._end))  # type: ignore[union-attr,operator]
+        transport.write(conn.send(self._request) + conn.send(self._end))
         timer = loop.call_at(deadline, self._on_timeout, waiter)
         try:
             await waiter

@@ -38,7 +38,7 @@ from lab_app.load.records import OTHER, REFUSED, RESET, RESET_REUSED, TIMEOUT
 # (~150 us here; encode/httpcore#1103). A ``None`` entry makes that import fail at once, which
 # is exactly what happens anyway, only cheaper.
 if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
+    sys.modules["sniffio"] = None  # type: ignore[assignment]  # None blocks the import: see above
 
 _SSL_CONTEXT: ssl.SSLContext | None = None
 

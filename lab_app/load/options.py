@@ -9,13 +9,13 @@ parameter, and no socket is opened.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 from urllib.parse import urlsplit
 
 from lab_app.errors import ConfigError
+from lab_app.manifests.units import go_duration
 
 #: A run with ``duration=0`` ("until stopped") or ``n`` at ``qps=0`` still ends after this many
 #: seconds, so a forgotten notebook cell cannot load a cluster forever.
@@ -24,10 +24,6 @@ MAX_DURATION_S = 3600.0
 DEFAULT_PERCENTILES: tuple[float, ...] = (50.0, 75.0, 90.0, 99.0, 99.9)
 
 Engine = Literal["auto", "h11", "httpx"]
-
-_DURATION_RE = re.compile(r"^\s*(?:(\d+(?:\.\d*)?|\.\d+)\s*(ns|us|µs|ms|s|m|h)\s*)+$")
-_PART_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ns|us|µs|ms|s|m|h)")
-_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_duration(value: float | int | str | None, *, name: str = "duration") -> float:
@@ -46,12 +42,13 @@ def parse_duration(value: float | int | str | None, *, name: str = "duration") -
         try:
             seconds = float(text)
         except ValueError:
-            if not _DURATION_RE.match(text):
+            parsed = go_duration(text, spaced=True)
+            if parsed is None:
                 raise ConfigError(
                     f"{name}: {value!r} is not a duration "
                     "(use seconds or e.g. '30s', '1m', '500ms')"
                 ) from None
-            seconds = sum(float(num) * _UNIT_S[unit] for num, unit in _PART_RE.findall(text))
+            seconds = parsed
     else:
         raise ConfigError(
             f"{name}: expected seconds or a duration string, got {type(value).__name__}"
@@ -85,7 +82,8 @@ def parse_percentiles(value: str | Sequence[float] | None) -> tuple[float, ...]:
     """Percentiles from fortio's ``-p`` string ("50,75,90,99,99.9") or a sequence of numbers."""
     if value is None:
         return DEFAULT_PERCENTILES
-    items: list[object] = value.split(",") if isinstance(value, str) else list(value)
+    # Sequences come from Python callers: a non-number in one is caught below (TypeError).
+    items: list[str | float] = [*value.split(",")] if isinstance(value, str) else [*value]
     result: list[float] = []
     for item in items:
         if isinstance(item, str):
@@ -93,7 +91,7 @@ def parse_percentiles(value: str | Sequence[float] | None) -> tuple[float, ...]:
             if not item:
                 continue
         try:
-            p = float(item)  # type: ignore[arg-type]
+            p = float(item)
         except (TypeError, ValueError):
             raise ConfigError(f"percentiles: {item!r} is not a number (in {value!r})") from None
         if not (0.0 < p <= 100.0) or not math.isfinite(p):
@@ -274,7 +272,7 @@ def make_options(
         percentiles=parse_percentiles(percentiles),
         label=str(label or ""),
         headers=tuple(header_items),
-        engine=engine,  # type: ignore[arg-type]
+        engine=cast(Engine, engine),  # checked against the three names above
         max_duration=max_v,
         fortio_retry=bool(fortio_retry),
     )

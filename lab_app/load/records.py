@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 # Error classes. fortio reports all of them as code -1; the lab keeps them apart, because "the
 # server reset a connection it had been using" and "the run was stopped with this request in
@@ -161,6 +161,6 @@ class RequestLog:
 
     def nbytes(self) -> int:
         """Memory held by the columns (for the record: about 40 bytes a request)."""
-        columns = (self.sched, self.send, self.end, self.code, self.err, self.ver, self.flag)
-        columns += (self.worker, self.conn, self.size, self.hsize)
+        columns: tuple[array[Any], ...] = (self.sched, self.send, self.end, self.code, self.err)
+        columns += (self.ver, self.flag, self.worker, self.conn, self.size, self.hsize)
         return sum(col.itemsize * len(col) for col in columns)

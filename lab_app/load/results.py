@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from hdrh.histogram import HdrHistogram
 
@@ -31,6 +31,9 @@ from lab_app.errors import ConfigError
 from lab_app.load.options import DEFAULT_PERCENTILES, LoadOptions, format_duration
 from lab_app.load.records import ERROR_CLASSES, ERROR_NAMES, RequestLog
 from lab_app.load.timeline import Timeline, rows_to_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 VERSION = "zdlab-load 0.1"
 #: The fortio release whose JSON fields (periodic/periodic.go, fhttp/httprunner.go,
@@ -354,7 +357,14 @@ class LoadResults:
     def p99_ms(self) -> float:
         return self.percentile_ms(99.0)
 
-    def timeline(self, *, as_frame: bool = False):
+    @overload
+    def timeline(self, *, as_frame: Literal[False] = False) -> list[dict[str, Any]]: ...
+    @overload
+    def timeline(self, *, as_frame: Literal[True]) -> pd.DataFrame: ...
+    @overload
+    def timeline(self, *, as_frame: bool) -> list[dict[str, Any]] | pd.DataFrame: ...
+
+    def timeline(self, *, as_frame: bool = False) -> list[dict[str, Any]] | pd.DataFrame:
         """Per-second rows (see ``Timeline.rows``), or a pandas DataFrame with ``as_frame=True``."""
         return rows_to_frame(self.timeline_rows) if as_frame else self.timeline_rows
 

@@ -299,8 +299,9 @@ class LoadRun:
             self._final = self._build_results(done=not cancelled)
             self._finished.set()
         for task in self._workers:
-            if not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+            exc = None if task.cancelled() else task.exception()
+            if exc is not None:
+                raise exc
         return self._final
 
     async def _cleanup(self, lag_task: asyncio.Task[None] | None) -> None:

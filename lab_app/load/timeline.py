@@ -10,9 +10,12 @@ from __future__ import annotations
 import math
 from array import array
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab_app.load.records import ERROR_NAMES, RequestLog
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported when first needed: it costs about a second
 
 
 class _Bin:
@@ -121,7 +124,7 @@ class Timeline:
         return out
 
 
-def rows_to_frame(rows: list[dict[str, Any]]):  # -> pandas.DataFrame
+def rows_to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Flatten timeline rows into a DataFrame: ``code_200``, ``error_reset``, ``version_v1``..."""
     import pandas as pd
 

@@ -2,8 +2,16 @@
 
 ``progressive_cutover(cluster, vs, stable, canary, load=run)`` moves traffic step by step and
 lets measurements decide; ``start_progressive(...)`` does it in the background with manual
-gates (pause, resume, promote, abort). See ``controller`` for the algorithm, ``checks`` for
-the metrics and thresholds, ``analysis`` for how a window is measured.
+gates (pause, resume, promote, abort). The modules, by job:
+
+* ``spec``: the parameters, validated (``make_spec``, ``build_steps``, ``CutoverSpec``);
+* ``controller``: the loop that sets weights, judges windows and decides;
+* ``start``: ``progressive_cutover``, and ``start_progressive`` with its handle;
+* ``decisions``: what it decided and how it ended (``Action``, ``Outcome``, ``Phase``,
+  ``Decision``, ``Analysis``, ``CutoverResult``);
+* ``checks`` / ``analysis``: the metrics, thresholds and how a window is measured;
+* ``routing`` / ``idle``: what the gateway routes, and when a subset is idle;
+* ``gates``: pause/resume/promote/abort; ``ports``: the optional cluster capability.
 """
 
 from lab_app.progressive.analysis import (
@@ -25,25 +33,24 @@ from lab_app.progressive.checks import (
     parse_check,
     parse_checks,
 )
-from lab_app.progressive.controller import (
-    DEFAULT_STEPS,
+from lab_app.progressive.decisions import (
+    Action,
     Analysis,
     CutoverResult,
-    CutoverSpec,
     Decision,
-    ProgressiveCutover,
-    build_steps,
-    make_spec,
-    progressive_cutover,
-    start_progressive,
+    Outcome,
+    Phase,
 )
 from lab_app.progressive.gates import Gate
 from lab_app.progressive.routing import Routing, read_routing
+from lab_app.progressive.spec import DEFAULT_STEPS, CutoverSpec, build_steps, make_spec
+from lab_app.progressive.start import ProgressiveCutover, progressive_cutover, start_progressive
 
 __all__ = [
     "BUILTIN",
     "DEFAULT_CHECKS",
     "DEFAULT_STEPS",
+    "Action",
     "Analysis",
     "Check",
     "CheckResult",
@@ -52,6 +59,8 @@ __all__ = [
     "Decision",
     "Gate",
     "LoadWindow",
+    "Outcome",
+    "Phase",
     "ProgressiveCutover",
     "Routing",
     "SubsetCounters",

@@ -24,12 +24,17 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 from lab_app.errors import ConfigError
 from lab_app.load.records import Record, RequestLog
+from lab_app.load.results import LoadResults
+from lab_app.load.runner import LoadRun
 
 SCOPES = ("canary", "stable", "all")
+
+# What the load checks read: a run (live), its results, a log, or synthetic records (tests).
+LoadSource: TypeAlias = LoadRun | LoadResults | RequestLog | Sequence[Record]
 
 
 def is_failure(code: int) -> bool:
@@ -110,7 +115,7 @@ def summarize(records: Iterable[Record], *, scope: str = "all", version: str = "
     )
 
 
-def request_log(source: Any) -> RequestLog | None:
+def request_log(source: object) -> RequestLog | None:
     """The ``RequestLog`` of a ``LoadRun`` (``.log``), a ``LoadResults`` (``.records``) or a
     log itself; ``None`` for anything else."""
     if isinstance(source, RequestLog):
@@ -122,7 +127,7 @@ def request_log(source: Any) -> RequestLog | None:
     return None
 
 
-def check_load_source(source: Any) -> None:
+def check_load_source(source: object) -> None:
     """Refuse early what ``window_records`` could not read (ConfigError naming the type)."""
     if request_log(source) is None and not isinstance(source, list | tuple):
         raise ConfigError(
@@ -131,7 +136,7 @@ def check_load_source(source: Any) -> None:
         )
 
 
-def window_records(sources: Iterable[Any], t0: float, t1: float) -> list[Record]:
+def window_records(sources: Iterable[LoadSource], t0: float, t1: float) -> list[Record]:
     """Records sent at or after ``t0`` and completed before ``t1`` (wall clock), all sources.
 
     A source is a ``LoadRun`` (read live, while it runs), a ``LoadResults``, a ``RequestLog``
@@ -140,8 +145,9 @@ def window_records(sources: Iterable[Any], t0: float, t1: float) -> list[Record]
     out: list[Record] = []
     for source in sources:
         log = request_log(source)
-        if log is None:
-            out.extend(r for r in source if r.sent >= t0 and r.ended < t1)
+        if log is None:  # check_load_source let only a list of Records through
+            records = cast(Sequence[Record], source)
+            out.extend(r for r in records if r.sent >= t0 and r.ended < t1)
             continue
         rel0, rel1 = t0 - log.wall0, t1 - log.wall0
         send, end = log.send, log.end

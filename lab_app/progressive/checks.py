@@ -65,10 +65,10 @@ class Check:
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ConfigError(f"{where}: min {self.min} is above max {self.max}")
         if self.metric == "success_rate":
-            for bound in (self.min, self.max):
-                if bound is not None and not 0 <= bound <= 100:
+            for limit in (self.min, self.max):
+                if limit is not None and not 0 <= limit <= 100:
                     raise ConfigError(
-                        f"{where}: a success rate is a percentage, 0..100 (99 = 99 %), got {bound}"
+                        f"{where}: a success rate is a percentage, 0..100 (99 = 99 %), got {limit}"
                     )
         if self.metric == "p99_ms" and self.source == "gateway":
             raise ConfigError(f"{where}: the gateway's counters have no latency; use source 'load'")

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from lab_app.errors import LabError
+from lab_app.progressive.decisions import Action
 
 Command = Literal["promote", "abort"]
 
@@ -37,9 +38,9 @@ class Gate:
         self.command_reason = ""
         self.finished = ""  # the outcome once the cutover is over
         self._wake = asyncio.Event()
-        self._listeners: list[Callable[[str, str], None]] = []
+        self._listeners: list[Callable[[Action, str], None]] = []
 
-    def on_change(self, listener: Callable[[str, str], None]) -> None:
+    def on_change(self, listener: Callable[[Action, str], None]) -> None:
         """Call ``listener(action, reason)`` on pause/resume (the controller records them)."""
         self._listeners.append(listener)
 
@@ -49,7 +50,7 @@ class Gate:
         if self.command is not None:
             raise LabError(f"cannot {what}: {self.command} was already requested")
 
-    def _notify(self, action: str, reason: str) -> None:
+    def _notify(self, action: Action, reason: str) -> None:
         for listener in self._listeners:
             listener(action, reason)
 
@@ -58,14 +59,14 @@ class Gate:
         self._check_running("pause")
         if not self.paused:
             self.paused = True
-            self._notify("paused", reason)
+            self._notify(Action.PAUSED, reason)
 
     def resume(self, reason: str = "resumed by hand") -> None:
         """Advance again after the current analysis interval."""
         self._check_running("resume")
         if self.paused:
             self.paused = False
-            self._notify("resumed", reason)
+            self._notify(Action.RESUMED, reason)
 
     def promote(self, reason: str = "promoted by hand: remaining steps and checks skipped") -> None:
         """Skip to 100 % on the canary now (Argo Rollouts' ``promote --full``)."""

@@ -16,11 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from lab_app.cluster.base import Cluster
 from lab_app.errors import LabError
-from lab_app.progressive.analysis import SubsetCounters, stats_filter, subset_counters
+from lab_app.progressive.analysis import (
+    LoadSource,
+    SubsetCounters,
+    stats_filter,
+    subset_counters,
+    window_records,
+)
 from lab_app.progressive.routing import read_routing
 
 
@@ -36,6 +43,7 @@ class Idle:
     at: float  # wall clock
     waited_s: float
     counters: SubsetCounters
+    quiet_s: float = 1.0
 
     def __str__(self) -> str:
         return (
@@ -43,9 +51,16 @@ class Idle:
             f"(upstream_rq_total {self.counters.total}, waited {self.waited_s:.1f} s)"
         )
 
+    def reason(self) -> str:
+        """The words of a scale-down decision."""
+        return (
+            f"gateway: no new request to {self.subset} for {self.quiet_s:g} s, none in flight "
+            f"(upstream_rq_total {self.counters.total})"
+        )
+
 
 async def subset_counters_now(
-    cluster: Any, subset: str, clusters: tuple[str, ...]
+    cluster: Cluster, subset: str, clusters: Sequence[str]
 ) -> SubsetCounters:
     """The gateway's counters for ``subset`` (summed over its Envoy clusters)."""
     stats = await cluster.proxy_stats("gateway", stats_filter([subset]))
@@ -53,7 +68,7 @@ async def subset_counters_now(
 
 
 async def wait_subset_idle(
-    cluster: Any,
+    cluster: Cluster,
     virtualservice: str,
     subset: str,
     *,
@@ -67,6 +82,27 @@ async def wait_subset_idle(
     clusters = routing.clusters_of(subset)[subset]
     if not clusters:
         raise LabError(f"the gateway has no cluster for subset {subset} of {virtualservice}")
+    return await wait_clusters_idle(
+        cluster, subset, clusters, quiet_s=quiet_s, timeout=timeout, poll=poll
+    )
+
+
+async def wait_clusters_idle(
+    cluster: Cluster,
+    subset: str,
+    clusters: Sequence[str],
+    *,
+    quiet_s: float = 1.0,
+    timeout: float = 60.0,
+    poll: float = 0.1,
+) -> Idle:
+    """``wait_subset_idle`` for a caller that has already read the routing (the cutover
+    controller): ``clusters`` are the subset's Envoy cluster names. The rule itself:
+
+    quiet means ``upstream_rq_total`` did not move and ``upstream_rq_active`` is 0; the
+    quiet period starts at the first quiet reading (at once if nothing is in flight) and any
+    new request or one in flight restarts it.
+    """
     start = time.monotonic()
     last = await subset_counters_now(cluster, subset, clusters)
     if not last.found:
@@ -84,9 +120,36 @@ async def wait_subset_idle(
             quiet_since = time.monotonic()
         last = now
         if quiet_since is not None and time.monotonic() - quiet_since >= quiet_s:
-            return Idle(subset, time.time(), time.monotonic() - start, now)
+            return Idle(subset, time.time(), time.monotonic() - start, now, quiet_s)
         if time.monotonic() - start > timeout:
             raise LabError(
                 f"{subset} still got traffic {timeout:g} s later (in flight {now.active}, "
                 f"upstream_rq_total {now.total}); not retiring it"
             )
+
+
+async def wait_version_quiet(
+    loads: Sequence[LoadSource],
+    subset: str,
+    version: str,
+    *,
+    quiet_s: float = 1.0,
+    timeout: float = 60.0,
+    poll: float = 0.1,
+) -> str:
+    """The fallback when the gateway keeps no counters: return once the load records show
+    no answer from ``version`` for ``quiet_s`` seconds (and at least ``quiet_s`` has passed);
+    ``LabError`` after ``timeout``. Weaker than the gateway's rule: it sees only the lab's
+    own load, not other clients, nor requests still in flight."""
+    start = time.monotonic()
+    deadline = start + timeout
+    while time.monotonic() < deadline:
+        await asyncio.sleep(poll)
+        t1 = time.time()
+        recent = window_records(loads, t1 - quiet_s - 60.0, t1)
+        last_seen = max((r.ended for r in recent if r.version == version), default=0.0)
+        if time.monotonic() - start >= quiet_s and t1 - last_seen >= quiet_s:
+            return f"load: no answer from {version} for {quiet_s:g} s"
+    raise LabError(
+        f"{subset} still got traffic {timeout:g} s after the cutover; not scaling it down"
+    )

@@ -19,7 +19,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab_app.cluster.base import Cluster
 from lab_app.errors import ConfigError, LabError, ManifestError
+from lab_app.manifests.routing import weight_shares
 
 
 @dataclass(frozen=True)
@@ -40,14 +42,11 @@ class Routing:
 
     def shares(self) -> list[dict[str, float]]:
         """Per route, each subset's share of traffic (weight / sum)."""
-        out = []
-        for route in self.weights:
-            total = sum(route.values())
-            out.append({s: (w / total if total else 0.0) for s, w in route.items()})
-        return out
+        return [weight_shares(route) for route in self.weights]
 
 
-def _rows(view: Any, kind: str) -> list[Mapping[str, Any]]:
+def _rows(view: object, kind: str) -> list[Mapping[str, Any]]:
+    """The rows of a ``proxy_config`` view (typed ``Any`` by ``Cluster``: checked here)."""
     rows = getattr(view, "rows", None)
     if not isinstance(rows, list):
         raise LabError(
@@ -127,11 +126,11 @@ def require_subsets(routing: Routing, *subsets: str) -> None:
             )
 
 
-async def read_routing(cluster: Any, virtualservice: str, settle_timeout: float = 30.0) -> Routing:
+async def read_routing(
+    cluster: Cluster, virtualservice: str, settle_timeout: float = 30.0
+) -> Routing:
     """Wait for pending config pushes, then read the gateway's routes and clusters."""
-    settled = getattr(cluster, "config_settled", None)
-    if settled is not None:
-        await settled(settle_timeout)
+    await cluster.config_settled(settle_timeout)
     routes = _rows(await cluster.proxy_config("routes", "gateway"), "routes")
     clusters = _rows(await cluster.proxy_config("clusters", "gateway"), "clusters")
     return routing_from_rows(virtualservice, routes, clusters)

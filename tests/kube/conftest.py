@@ -1,4 +1,5 @@
-"""Fixtures for the kubernetes backend's tests: a canned-JSON API server on 127.0.0.1."""
+"""Fixtures for the kubernetes backend's tests: a canned-JSON API server on 127.0.0.1,
+optionally backed by a stateful object store that behaves like kube-apiserver."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from kube_apiserver import FakeApiServer, kubeconfig_text
+from kube_store import ObjectStore
 
 
 @pytest.fixture
@@ -31,3 +33,15 @@ def kubeconfig(tmp_path: Path, fake_api: FakeApiServer) -> Path:
     path = tmp_path / "kubeconfig"
     path.write_text(kubeconfig_text(fake_api.url))
     return path
+
+
+@pytest.fixture
+def store(fake_api: FakeApiServer) -> ObjectStore:
+    """The fake server answering like kube-apiserver for every path not canned, with the
+    lab's namespace in it. Bookmarks come every 0.2 s so tests see them without waiting."""
+    objects = ObjectStore(bookmark_interval=0.2)
+    objects.put(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "zdlab"}}, "namespaces"
+    )
+    fake_api.store = objects
+    return objects

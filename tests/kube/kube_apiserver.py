@@ -2,8 +2,12 @@
 
 It lets the tests check what the real ``kubernetes`` client sends (paths, query,
 content types, bodies) and how the backend reads real HTTP answers, including a watch
-stream that stays open until the test releases it. It implements no Kubernetes
-behaviour: each test registers the answers it needs, and an unregistered path is a 404.
+stream that stays open until the test releases it. On its own it implements no
+Kubernetes behaviour: each test registers the answers it needs, and an unregistered path
+is a 404. With a ``store`` (``kube_store.ObjectStore``) mounted, every unregistered path is
+answered by that stateful imitation of kube-apiserver instead (resourceVersions,
+server-side apply and its conflicts, watches with bookmarks and 410 Gone); a canned
+route still wins, so a test can make one answer stale or failing on purpose.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 
@@ -46,11 +50,18 @@ class Stream:
 Handler = Callable[[Recorded], Reply | Stream]
 
 
+class Store(Protocol):
+    def handle(self, request: Recorded) -> Reply | Stream: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class FakeApiServer:
     routes: dict[tuple[str, str, bool], Handler] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     released: threading.Event = field(default_factory=threading.Event)
+    store: Store | None = None
 
     def __post_init__(self) -> None:
         server = self
@@ -82,7 +93,12 @@ class FakeApiServer:
                 handler = server.routes.get((self.command, parts.path, watching))
                 if handler is None:
                     handler = server.routes.get((self.command, parts.path, False))
-                answer = handler(request) if handler else Reply(404, not_found(parts.path))
+                if handler is not None:
+                    answer = handler(request)
+                elif server.store is not None:
+                    answer = server.store.handle(request)
+                else:
+                    answer = Reply(404, not_found(parts.path))
                 if isinstance(answer, Stream):
                     self._stream(answer)
                 else:
@@ -156,6 +172,8 @@ class FakeApiServer:
 
     def close(self) -> None:
         self.released.set()
+        if self.store is not None:
+            self.store.close()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(5)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from lab_app.manifests import MANIFESTS_DIR, load_manifests
-from lab_app.podsecurity import check_baseline, check_restricted, pod_template
+from lab_app.manifests.pod_security_standards import check_baseline, check_restricted, pod_template
 
 
 def hardened() -> dict[str, Any]:

@@ -19,7 +19,7 @@ from lab_app.manifests import (
     load_manifests,
     parse_quantity,
 )
-from lab_app.podsecurity import WORKLOAD_KINDS, check_restricted
+from lab_app.manifests.pod_security_standards import WORKLOAD_KINDS, check_restricted
 
 APP = "zero-downtime-rollingupdate"
 YAML_FILES = sorted(

@@ -23,7 +23,7 @@ import psutil
 from reliability_testlib import ROOT, eventually
 
 from lab_app.manifests import load_manifests
-from lab_app.podsecurity import WORKLOAD_KINDS
+from lab_app.manifests.pod_security_standards import WORKLOAD_KINDS
 
 # --------------------------------------------------------------------------- zdlab serve
 

@@ -21,39 +21,48 @@ Why each piece exists (they are the mechanisms the lab is about):
 
 Each pod's app listens on its own free loopback port; with a sidecar, the sidecar owns the
 pod's port (the endpoint) and forwards to the app's port.
+
+The pieces with a seam of their own: ``termination.py`` (preStop, SIGTERM, SIGKILL),
+``exits.py`` (the memory-limit watch, exit reasons, termination messages), ``podenv.py``
+(env + envFrom), ``probes.py`` (one probe), ``sidecar.py`` (istio-proxy and its ProxyConfig).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from lab_app.cluster.base import PodInfo
 from lab_app.cluster.embedded import probes
+from lab_app.cluster.embedded.exits import exit_status, last_log_line, watch_memory
 from lab_app.cluster.embedded.images import Image
+from lab_app.cluster.embedded.podenv import ContainerConfigError, base_environment, resolve_env
 from lab_app.cluster.embedded.procs import Reaper, kill_group, spawn
-from lab_app.cluster.embedded.sidecar import Sidecar
+from lab_app.cluster.embedded.sidecar import Sidecar, sidecar_settings
 from lab_app.cluster.embedded.specs import PodTemplate, Probe
+from lab_app.cluster.embedded.termination import MINIMUM_GRACE_PERIOD, stop_container
 from lab_app.cluster.embedded.waiting import wait_done, wait_event
 from lab_app.cluster.events import EventKind
 
+__all__ = [  # the env resolution moved to podenv.py; these names stay importable from here
+    "MINIMUM_GRACE_PERIOD",
+    "ContainerConfigError",
+    "KubeletOptions",
+    "Pod",
+    "base_environment",
+    "free_port",
+    "resolve_env",
+]
+
 Emit = Callable[..., Any]
 BACKOFF_RESET_AFTER = 600.0
-MINIMUM_GRACE_PERIOD = 2.0  # kuberuntime_container.go minimumGracePeriodInSeconds
-
-
-class ContainerConfigError(Exception):
-    """The pod cannot start yet (a missing ConfigMap): Kubernetes' CreateContainerConfigError."""
 
 
 @dataclass
@@ -129,7 +138,7 @@ class Pod:
                 emit=emit,
                 reaper=reaper,
                 mode=sidecar_mode,
-                **_sidecar_settings(template, options),
+                **sidecar_settings(template, options),
                 on_change=self._changed,
                 envoy_bin=options.envoy_bin,
                 backoff_scale=options.backoff_scale,
@@ -359,7 +368,14 @@ class Pod:
         else:
             tasks += self._post_startup_probes()
         if c.memory_limit:
-            tasks.append(asyncio.create_task(self._oom_watch(c.memory_limit)))
+            limit = c.memory_limit
+            watch = watch_memory(
+                self.proc,
+                limit,
+                self.opts.oom_poll_seconds,
+                lambda rss: self._over_memory_limit(rss, limit),
+            )
+            tasks.append(asyncio.create_task(watch))
         self._container_tasks = tasks
         returncode = await self.proc.wait()
         ran_for = time.monotonic() - started
@@ -386,24 +402,16 @@ class Pod:
         return tasks
 
     def _record_exit(self, returncode: int, log: Path) -> None:
-        sig = -returncode if returncode < 0 else 0
-        exit_code = 128 + sig if sig else returncode
-        # OOMKilled only when the memory-limit watch sent the SIGKILL (the kernel's cgroup OOM
-        # killer on a node); any other death by signal, SIGKILL included, is Error (128+n)
-        if self._oom_killed_by_kubelet and sig == signal.SIGKILL:
-            reason = "OOMKilled"
+        status = exit_status(returncode, self._oom_killed_by_kubelet)
+        exit_code, sig, reason = status.exit_code, status.signal, status.reason
+        if reason == "OOMKilled":
             self._emit(
                 EventKind.OOM_KILLED,
                 "container exceeded its memory limit (killed at the limit)",
                 exit_code=exit_code,
             )
-        elif exit_code == 0:
-            reason = "Completed"
-        else:
-            reason = "Error"
-        # like terminationMessagePolicy FallbackToLogsOnError: an app that exits with an error
-        # status (not a signal) usually said why on its last line, e.g. a port already in use
-        message = _last_log_line(log, self._log_offset) if reason == "Error" and not sig else ""
+        # like terminationMessagePolicy FallbackToLogsOnError (see exits.py)
+        message = last_log_line(log, self._log_offset) if reason == "Error" and not sig else ""
         self.last_state = reason
         self.last_exit_code = exit_code
         self.last_message = message
@@ -470,33 +478,17 @@ class Pod:
             elapsed = time.monotonic() - started
             await asyncio.sleep(max(0.0, probe.period - elapsed))
 
-    async def _oom_watch(self, limit: int) -> None:
-        """The cgroup memory limit: SIGKILL the container once its RSS (the process and its
-        children, as a cgroup counts them) goes over ``limit`` bytes."""
+    def _over_memory_limit(self, rss: int, limit: int) -> None:
+        """``exits.watch_memory`` saw the limit crossed: the kernel's OOM kill, by the lab."""
         assert self.proc is not None
-        try:
-            ps = psutil.Process(self.proc.pid)
-        except psutil.Error:
-            return
-        while self.proc.returncode is None:
-            try:
-                rss = ps.memory_info().rss
-                for child in ps.children(recursive=True):
-                    with contextlib.suppress(psutil.Error):
-                        rss += child.memory_info().rss
-            except psutil.Error:
-                return
-            if rss > limit and self.proc.returncode is None:
-                self._oom_killed_by_kubelet = True
-                self._emit(
-                    EventKind.SIGKILL,
-                    f"memory {rss / 2**20:.0f}Mi over limit {limit / 2**20:.0f}Mi",
-                    rss=rss,
-                    limit=limit,
-                )
-                kill_group(self.proc.pid, signal.SIGKILL)
-                return
-            await asyncio.sleep(self.opts.oom_poll_seconds)
+        self._oom_killed_by_kubelet = True
+        self._emit(
+            EventKind.SIGKILL,
+            f"memory {rss / 2**20:.0f}Mi over limit {limit / 2**20:.0f}Mi",
+            rss=rss,
+            limit=limit,
+        )
+        kill_group(self.proc.pid, signal.SIGKILL)
 
     async def _kill_container(self, why: str) -> None:
         """Liveness/startup failure: preStop, SIGTERM, SIGKILL after the grace period."""
@@ -510,57 +502,17 @@ class Pod:
             self._killing = False
 
     async def _stop_app(self, deadline: float, why: str) -> None:
-        """The kubelet's killContainer for the app: preStop, then SIGTERM, then SIGKILL."""
-        pre = self.template.container.pre_stop
-        proc = self.proc
-        if pre is not None and proc is not None and proc.returncode is None:
-            self._emit(
-                EventKind.PRESTOP_STARTED,
-                f"preStop sleep {pre.sleep_seconds:g}s"
-                if not pre.http
-                else f"preStop GET {pre.http.path}",
-            )
-            try:
-                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                    if pre.http is not None:
-                        await probes.http_get(
-                            self.app_port,
-                            pre.http.path,
-                            timeout=max(0.1, deadline - time.monotonic()),
-                        )
-                    else:
-                        await _wait_or_exit(proc, pre.sleep_seconds)
-                self._emit(EventKind.PRESTOP_FINISHED, "preStop hook finished")
-            except TimeoutError:
-                self._emit(EventKind.PRESTOP_FINISHED, "preStop hook cut by the grace period")
-        proc = self.proc
-        if proc is None or proc.returncode is not None:
-            return
-        # killContainer: whatever preStop used, SIGTERM gets at least minimumGracePeriodInSeconds
-        kill_at = max(deadline, time.monotonic() + self.minimum_grace_period)
-        extended = kill_at > deadline
-        self._emit(
-            EventKind.SIGTERM,
-            why
-            + (
-                f" (grace period used up: the kubelet's {self.minimum_grace_period:g}s minimum)"
-                if extended
-                else ""
-            ),
-            pid=proc.pid,
-            seconds_to_sigkill=round(kill_at - time.monotonic(), 3),
+        """The kubelet's killContainer for the app (``termination.stop_container``)."""
+        await stop_container(
+            current=lambda: self.proc,
+            pre_stop=self.template.container.pre_stop,
+            app_port=self.app_port,
+            deadline=deadline,
+            minimum_grace_period=self.minimum_grace_period,
+            termination_grace=self.template.termination_grace,
+            why=why,
+            emit=self._emit,
         )
-        _sigterm_once(proc.pid)
-        if not await wait_done(proc.wait(), kill_at - time.monotonic()):
-            self._emit(
-                EventKind.SIGKILL,
-                f"still running after terminationGracePeriodSeconds="
-                f"{self.template.termination_grace:g}"
-                + (f" and the {self.minimum_grace_period:g}s minimum" if extended else ""),
-                pid=proc.pid,
-            )
-            kill_group(proc.pid, signal.SIGKILL)
-            await proc.wait()
 
     def terminate(self, grace: float | None = None) -> asyncio.Task[None]:
         """Start deleting the pod (idempotent); the task ends when the pod is gone."""
@@ -628,151 +580,3 @@ class Pod:
                     await task
         self.deleted = True
         self.deleted_event.set()
-
-
-def _sigterm_once(pid: int) -> None:
-    """One SIGTERM to the container (its process group), as the runtime sends it. Not
-    ``kill_group``: that signals the group *and* the leader, and a second SIGTERM tells a
-    graceful app to hurry (the lab's service then cuts what is in flight)."""
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGTERM)
-
-
-async def _wait_or_exit(proc: asyncio.subprocess.Process, seconds: float) -> None:
-    """Sleep ``seconds`` but stop early if the container exits meanwhile."""
-    await wait_done(proc.wait(), seconds)
-
-
-def _last_log_line(log: Path, offset: int, limit: int = 300) -> str:
-    """The last non-empty line the container wrote (at most ``limit`` characters)."""
-    try:
-        with open(log, "rb") as f:
-            f.seek(max(offset, f.seek(0, os.SEEK_END) - 4096))
-            lines = f.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return ""
-    for line in reversed(lines):
-        if line.strip():
-            return line.strip()[:limit]
-    return ""
-
-
-def _drain_duration(
-    template: PodTemplate, default: float, key: str = "terminationDrainDuration"
-) -> float:
-    """``proxy.istio.io/config: {terminationDrainDuration: 5s}`` overrides the cluster default."""
-    return _seconds(template.proxy_config().get(key), default)
-
-
-def _seconds(raw: Any, default: float) -> float:
-    if raw is None:
-        return default
-    from lab_app.manifests import parse_duration
-
-    try:
-        return float(parse_duration(raw))
-    except Exception:
-        return default
-
-
-def _sidecar_settings(template: PodTemplate, options: KubeletOptions) -> dict[str, Any]:
-    """The pod's ``proxy.istio.io/config`` (ProxyConfig) over the cluster's defaults:
-    ``terminationDrainDuration``, ``drainDuration`` (Envoy's ``--drain-time-s``) and
-    ``proxyMetadata`` ``EXIT_ON_ZERO_ACTIVE_CONNECTIONS`` / ``MINIMUM_DRAIN_DURATION``."""
-    config = template.proxy_config()
-    meta = config.get("proxyMetadata")
-    meta = meta if isinstance(meta, Mapping) else {}
-    exit_on_zero = options.exit_on_zero_active_connections
-    if "EXIT_ON_ZERO_ACTIVE_CONNECTIONS" in meta:
-        exit_on_zero = str(meta["EXIT_ON_ZERO_ACTIVE_CONNECTIONS"]).strip().lower() == "true"
-    return {
-        "drain_duration": _drain_duration(template, options.sidecar_drain),
-        "envoy_drain_duration": _drain_duration(
-            template, options.sidecar_envoy_drain, "drainDuration"
-        ),
-        "exit_on_zero_active_connections": exit_on_zero,
-        "minimum_drain_duration": _seconds(
-            meta.get("MINIMUM_DRAIN_DURATION"), options.minimum_drain_duration
-        ),
-    }
-
-
-def base_environment(pod: Pod) -> dict[str, str]:
-    """What every container gets before the manifest's env: a clean, container-like env."""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(pod.workdir),
-        "TMPDIR": str(pod.workdir),
-        "LANG": os.environ.get("LANG", "C.UTF-8"),
-        "HOSTNAME": pod.name,
-        "PYTHONPATH": str(pod.image.root),
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONNOUSERSITE": "1",
-    }
-    return env
-
-
-def resolve_env(
-    pod: Pod,
-    configmaps: Mapping[str, Mapping[str, Any]],
-    namespace: str,
-) -> dict[str, str]:
-    """env + envFrom as the kubelet resolves them (raises ContainerConfigError if missing)."""
-    env = base_environment(pod)
-    c = pod.template.container
-    for item in c.env_from:
-        ref = item.get("configMapRef")
-        if ref is None:
-            raise ContainerConfigError(f"envFrom {dict(item)} is not supported (only configMapRef)")
-        cm = configmaps.get(ref.get("name", ""))
-        if cm is None:
-            if ref.get("optional"):
-                continue
-            raise ContainerConfigError(f'configmap "{ref.get("name")}" not found')
-        prefix = str(item.get("prefix", ""))
-        for k, v in (cm.get("data") or {}).items():
-            env[prefix + str(k)] = str(v)
-    for item in c.env:
-        name = str(item["name"])
-        if "value" in item:
-            env[name] = str(item["value"])
-            continue
-        source = item.get("valueFrom") or {}
-        if "fieldRef" in source:
-            path = source["fieldRef"].get("fieldPath")
-            env[name] = {
-                "metadata.name": pod.name,
-                "metadata.namespace": namespace,
-                "metadata.uid": pod.name,
-                "status.podIP": "127.0.0.1",
-                "status.hostIP": "127.0.0.1",
-                "spec.nodeName": "zdlab-embedded",
-                "spec.serviceAccountName": "default",
-            }.get(path, "")
-        elif "configMapKeyRef" in source:
-            ref = source["configMapKeyRef"]
-            cm = configmaps.get(ref.get("name", ""))
-            value = (cm.get("data") or {}).get(ref.get("key")) if cm else None
-            if value is None:
-                if ref.get("optional"):
-                    continue
-                raise ContainerConfigError(
-                    f'configmap "{ref.get("name")}" key "{ref.get("key")}" not found'
-                )
-            env[name] = str(value)
-        elif "resourceFieldRef" in source:
-            ref = source["resourceFieldRef"]
-            if ref.get("resource") == "limits.memory" and c.memory_limit:
-                from lab_app.manifests import parse_quantity
-
-                divisor = float(parse_quantity(ref.get("divisor", 1)) or 1)
-                env[name] = str(int(-(-c.memory_limit // divisor)))
-            else:
-                env[name] = "0"
-        else:
-            env[name] = ""
-    return env

@@ -23,7 +23,7 @@ import ctypes
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import psutil
@@ -33,9 +33,10 @@ PR_SET_PDEATHSIG = 1
 _libc: ctypes.CDLL | None
 try:
     _libc = ctypes.CDLL(None, use_errno=True)
-    _prctl = _libc.prctl
-    _prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    _prctl.restype = ctypes.c_int
+    prctl = _libc.prctl
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    _prctl: Callable[..., int] | None = prctl
 except (OSError, AttributeError):  # not Linux: the reaper alone has to do
     _libc = None
     _prctl = None

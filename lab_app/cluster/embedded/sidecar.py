@@ -25,14 +25,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab_app.cluster.embedded.backoff import CrashBackoff
 from lab_app.cluster.embedded.envoy import EnvoyProcess, sidecar_snapshot
 from lab_app.cluster.embedded.procs import Reaper
+from lab_app.cluster.embedded.specs import PodTemplate
 from lab_app.cluster.events import EventKind
+
+if TYPE_CHECKING:
+    from lab_app.cluster.embedded.pods import KubeletOptions
 
 Emit = Callable[..., Any]
 MINIMUM_DRAIN_DURATION = 5.0  # Istio's MINIMUM_DRAIN_DURATION default
@@ -266,3 +270,43 @@ async def _sleep_until(when: float) -> None:
     delay = when - time.monotonic()
     if delay > 0:
         await asyncio.sleep(delay)
+
+
+def _drain_duration(
+    template: PodTemplate, default: float, key: str = "terminationDrainDuration"
+) -> float:
+    """``proxy.istio.io/config: {terminationDrainDuration: 5s}`` overrides the cluster default."""
+    return _seconds(template.proxy_config().get(key), default)
+
+
+def _seconds(raw: Any, default: float) -> float:
+    if raw is None:
+        return default
+    from lab_app.manifests import parse_duration
+
+    try:
+        return float(parse_duration(raw))
+    except Exception:
+        return default
+
+
+def sidecar_settings(template: PodTemplate, options: KubeletOptions) -> dict[str, Any]:
+    """The pod's ``proxy.istio.io/config`` (ProxyConfig) over the cluster's defaults:
+    ``terminationDrainDuration``, ``drainDuration`` (Envoy's ``--drain-time-s``) and
+    ``proxyMetadata`` ``EXIT_ON_ZERO_ACTIVE_CONNECTIONS`` / ``MINIMUM_DRAIN_DURATION``."""
+    config = template.proxy_config()
+    meta = config.get("proxyMetadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    exit_on_zero = options.exit_on_zero_active_connections
+    if "EXIT_ON_ZERO_ACTIVE_CONNECTIONS" in meta:
+        exit_on_zero = str(meta["EXIT_ON_ZERO_ACTIVE_CONNECTIONS"]).strip().lower() == "true"
+    return {
+        "drain_duration": _drain_duration(template, options.sidecar_drain),
+        "envoy_drain_duration": _drain_duration(
+            template, options.sidecar_envoy_drain, "drainDuration"
+        ),
+        "exit_on_zero_active_connections": exit_on_zero,
+        "minimum_drain_duration": _seconds(
+            meta.get("MINIMUM_DRAIN_DURATION"), options.minimum_drain_duration
+        ),
+    }

@@ -183,7 +183,9 @@ def _int_or_pct(ctx: _Ctx, value: Any, path: str) -> int | str:
     raise ctx.err(path, f"must be an integer or a percentage like '25%', got {value!r}")
 
 
-def _number(ctx: _Ctx, spec: Mapping[str, Any], key: str, path: str, default: float, lo: float):
+def _number(
+    ctx: _Ctx, spec: Mapping[str, Any], key: str, path: str, default: float, lo: float
+) -> float:
     value = spec.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value < lo:
         raise ctx.err(f"{path}.{key}", f"must be a number >= {lo:g}, got {value!r}")

@@ -1,8 +1,10 @@
 """The kubernetes backend: ``KubeCluster`` drives a real cluster (kind/minikube + Istio).
 
-Modules: ``client`` (kubeconfig, probe), ``resources`` (manifest -> API request),
-``rollout`` (kubectl's rollout status), ``eventmap`` (Kubernetes happenings -> EventKind),
-``watches`` (watch threads, event hub), ``gateway`` (where load goes), ``weights``
+Modules: ``client`` (kubeconfig, probe, typed entry points into the client's untyped
+parts), ``resources`` (manifest -> API request), ``objects`` (safe reads of the client's
+models), ``rollout`` (kubectl's rollout status), ``eventmap`` (Kubernetes happenings ->
+EventKind), ``watches`` (list+watch threads feeding the shared ``EventHub``, bookmarks,
+410 recovery), ``gateway`` (where load goes), ``weights``
 (make-before-break VirtualService patch), ``images`` (build + kind/minikube load, also
 ``python -m lab_app.cluster.kube.images``), ``proxy`` (istioctl proxy-config / Envoy
 admin), ``pods`` (PodInfo), ``cluster`` (KubeCluster).

@@ -12,13 +12,15 @@ import copy
 import json
 import os
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
@@ -70,7 +72,47 @@ class KubeClients:
         self.custom = k8s.CustomObjectsApi(self.api_client)
 
     def close(self) -> None:
-        self.api_client.close()
+        untyped(self.api_client.close)()
+
+
+# The kubernetes package annotates its generated API classes but not ``watch``, ``config``
+# or ``ApiClient.close``; these give the calls the lab makes into them their real types.
+WatchEvent = dict[str, Any]  # {"type": ..., "object": model, "raw_object": dict}
+
+
+def untyped(function: Callable[..., Any]) -> Callable[..., None]:
+    """A procedure of the kubernetes package (returns nothing the lab reads)."""
+    return function
+
+
+def new_watch() -> k8s_watch.Watch:
+    return cast(Callable[[], k8s_watch.Watch], k8s_watch.Watch)()
+
+
+def watch_stream(
+    watcher: k8s_watch.Watch, func: Callable[..., Any], *args: Any, **kwargs: Any
+) -> Iterator[WatchEvent]:
+    """``Watch.stream``: events of a list function's watch (BOOKMARK and ERROR handled by
+    the client: a bookmark moves ``watcher.resource_version``, a 410 raises ApiException)."""
+    stream = cast(Callable[..., Iterator[WatchEvent]], watcher.stream)
+    return stream(func, *args, **kwargs)
+
+
+def stop_watch(watcher: k8s_watch.Watch) -> None:
+    """``Watch.stop``: shuts the response's socket so a blocked read ends now."""
+    untyped(watcher.stop)()
+
+
+def json_object(value: object) -> dict[str, Any]:
+    """The custom objects API's answer (decoded JSON, typed ``object``) as a dict; ``{}``
+    when it is not one, so a reader's ``.get`` finds nothing instead of failing."""
+    return cast(dict[str, Any], value) if isinstance(value, dict) else {}
+
+
+def raw_response(response: object) -> urllib3.BaseHTTPResponse:
+    """What a generated API method returns with ``_preload_content=False``, typed as such
+    (the generated signature names the model it would have decoded)."""
+    return cast(urllib3.BaseHTTPResponse, response)
 
 
 def _secrets_of(configuration: k8s.Configuration) -> list[str]:
@@ -81,9 +123,9 @@ def _secrets_of(configuration: k8s.Configuration) -> list[str]:
             values.append(str(value))
             values.append(str(value).removeprefix("Bearer ").strip())
     for attr in ("password", "username"):
-        value = getattr(configuration, attr, None)
-        if value:
-            values.append(str(value))
+        credential = getattr(configuration, attr, None)
+        if credential:
+            values.append(str(credential))
     return [v for v in values if len(v) >= 4]
 
 
@@ -114,7 +156,7 @@ def load_configuration(
         if kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ:
             configuration = k8s.Configuration()
             try:
-                k8s_config.load_incluster_config(client_configuration=configuration)
+                untyped(k8s_config.load_incluster_config)(client_configuration=configuration)
             except ConfigException as exc:
                 raise LabError(
                     f"running in a pod but the service account cannot be used: {exc}"
@@ -125,7 +167,11 @@ def load_configuration(
             "(docs/real-cluster.md), or pass kubeconfig=... / set KUBECONFIG"
         )
     try:
-        contexts, active = k8s_config.list_kube_config_contexts(config_file=paths)
+        listing = cast(
+            Callable[..., tuple[list[dict[str, Any]], dict[str, Any] | None]],
+            k8s_config.list_kube_config_contexts,
+        )
+        contexts, active = listing(config_file=paths)
     except (ConfigException, ValueError, TypeError, OSError) as exc:
         raise LabError(
             f"kubeconfig {paths} cannot be read: {type(exc).__name__} "
@@ -142,7 +188,7 @@ def load_configuration(
     entry = next(c for c in contexts if c.get("name") == chosen)
     configuration = k8s.Configuration()
     try:
-        k8s_config.load_kube_config(
+        untyped(k8s_config.load_kube_config)(
             config_file=paths,
             context=chosen,
             client_configuration=configuration,
@@ -179,8 +225,10 @@ def probe(configuration: k8s.Configuration, info: ContextInfo, timeout: float) -
     with k8s.ApiClient(probe_config) as api_client:
         try:
             # raw JSON: the probe needs no model (and no strict validation of /version)
-            response = k8s.VersionApi(api_client).get_code(
-                _request_timeout=timeout, _preload_content=False
+            response = raw_response(
+                k8s.VersionApi(api_client).get_code(
+                    _request_timeout=timeout, _preload_content=False
+                )
             )
             version = json.loads(response.data or b"{}")
         except ApiException as exc:
@@ -210,14 +258,54 @@ def connect_clients(
     return KubeClients(k8s.ApiClient(configuration), info), server_version
 
 
-def api_error(exc: ApiException, what: str) -> LabError:
-    """A one-line ``LabError`` for a failed API call: what was attempted, status, message."""
-    message = ""
+def _status_body(exc: ApiException) -> dict[str, Any]:
+    """The ``Status`` object the API server sent with an error, or ``{}``."""
     body = getattr(exc, "body", None)
-    if body:
-        try:
-            message = json.loads(body).get("message", "")
-        except (ValueError, AttributeError):
-            message = ""
+    if not body:
+        return {}
+    try:
+        parsed = json.loads(body)
+    except (ValueError, TypeError):
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def apply_conflicts(exc: ApiException) -> list[tuple[str, str]]:
+    """(field, manager) pairs of a server-side apply 409 (``FieldManagerConflict`` causes).
+
+    The cause message is ``conflict with "MANAGER" using apps/v1`` for a manager that
+    updated (patched or replaced) the field, ``conflict with "MANAGER"`` for one that
+    applied it, and its ``field`` is the path, e.g. ``.spec.replicas`` (k8s.io/apiserver's
+    ``NewConflictError``). The manager comes back as ``'NAME' (update)`` or ``'NAME'
+    (apply)``: upstream tells managers apart by name *and* operation, so the lab's own
+    ``set_weights`` patch (``'zdlab' (update)``) conflicts with its next apply.
+    """
+    if exc.status != 409:
+        return []
+    details = _status_body(exc).get("details") or {}
+    conflicts = []
+    for cause in details.get("causes") or []:
+        if not isinstance(cause, dict) or cause.get("type") != "FieldManagerConflict":
+            continue
+        text = str(cause.get("message", ""))
+        match = re.search(r'conflict with "([^"]*)"( using )?', text)
+        who = f"{match.group(1)!r} ({'update' if match.group(2) else 'apply'})" if match else text
+        conflicts.append((str(cause.get("field", "?")), who))
+    return conflicts
+
+
+def api_error(exc: ApiException, what: str) -> LabError:
+    """A one-line ``LabError`` for a failed API call: what was attempted, status, message.
+
+    A server-side apply conflict names each field and the manager that owns it, and says
+    how to take them over."""
+    conflicts = apply_conflicts(exc)
+    if conflicts:
+        shown = ", ".join(f"{field} (owned by {manager})" for field, manager in conflicts)
+        return LabError(
+            f"{what}: HTTP 409 conflict: another field manager set {shown}; apply with "
+            "force=True to take them over (kubectl apply --server-side --force-conflicts)"
+        )
+    message = _status_body(exc).get("message", "")
     detail = message or str(exc.reason or "")
     return LabError(f"{what}: HTTP {exc.status} {detail}".rstrip())

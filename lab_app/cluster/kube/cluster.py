@@ -24,20 +24,25 @@ from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
-from lab_app.cluster.base import ManifestSource, PodInfo, ProxyConfigKind
-from lab_app.cluster.events import Event, EventKind
+from lab_app.cluster.base import ManifestSource, PodInfo
+from lab_app.cluster.events import Event, EventHub, EventKind
 from lab_app.cluster.kube import gateway as gateway_mod
 from lab_app.cluster.kube import images as images_mod
 from lab_app.cluster.kube import proxy as proxy_mod
-from lab_app.cluster.kube.client import KubeClients, api_error, connect_clients
+from lab_app.cluster.kube.client import (
+    KubeClients,
+    api_error,
+    connect_clients,
+    json_object,
+    stop_watch,
+)
 from lab_app.cluster.kube.eventmap import (
-    SIDECAR,
     CoreEventMapper,
     DeploymentTracker,
     EndpointTracker,
     PodTracker,
-    app_container,
 )
+from lab_app.cluster.kube.objects import SIDECAR, app_container
 from lab_app.cluster.kube.pods import label_selector, pod_info
 from lab_app.cluster.kube.resources import (
     APPLY_ORDER,
@@ -56,15 +61,15 @@ from lab_app.cluster.kube.resources import (
 )
 from lab_app.cluster.kube.rollout import wait_for_rollout
 from lab_app.cluster.kube.settle import gateway_bound, rejected_updates, settle_problem
-from lab_app.cluster.kube.watches import EventHub, WatchLoop
+from lab_app.cluster.kube.watches import WatchLoop
 from lab_app.cluster.kube.weights import validate_weights, weights_patch
+from lab_app.cluster.proxyconfig import ProxyConfigKind
 from lab_app.errors import ConfigError, ConfigNotSettledError, ConfigRejectedError, LabError
-
-DEFAULT_SERVICE = "zero-downtime-rollingupdate"
-
+from lab_app.manifests.names import DEFAULT_SERVICE
+from lab_app.paths import MANIFESTS_DIR
 
 INJECTION_LABEL = {"istio-injection": "enabled"}
-NAMESPACE_MANIFEST = images_mod.REPO_ROOT / "manifests" / "namespace.yaml"
+NAMESPACE_MANIFEST = MANIFESTS_DIR / "namespace.yaml"
 
 
 def _load_documents(source: Any) -> list[tuple[dict[str, Any], str]]:
@@ -233,7 +238,7 @@ class KubeCluster:
             if not waits:
                 break
             for watcher in waits:
-                watcher.stop()
+                stop_watch(watcher)
             await asyncio.sleep(0.05)
 
         def join() -> None:
@@ -280,15 +285,25 @@ class KubeCluster:
         items.sort(key=lambda item: APPLY_ORDER.get(item[1].kind, 99), reverse=reverse)
         return items
 
-    async def apply(self, source: ManifestSource) -> list[str]:
-        """Server-side apply, in dependency order (DestinationRule before VirtualService)."""
+    async def apply(self, source: ManifestSource, *, force: bool = True) -> list[str]:
+        """Server-side apply as field manager ``zdlab``, in dependency order
+        (DestinationRule before VirtualService).
+
+        ``force`` (the default, ``kubectl apply --server-side --force-conflicts``) takes
+        over fields another manager set: the lab owns its namespace and its manifests are
+        the truth an experiment starts from, so a ``kubectl edit`` or ``kubectl scale``
+        left over from a previous exercise must be overwritten, not block the next run.
+        ``force=False`` refuses instead: ``LabError`` naming each contested field and its
+        manager (the server's 409 Conflict).
+        """
         self._check_open()
 
         def run() -> list[str]:
             applied = []
             for obj, rt, origin in self._sorted(source):  # validation can take a moment
                 name = object_name(obj, origin)
-                self._execute(apply_request(obj, self.namespace, origin), f"apply {origin}")
+                request = apply_request(obj, self.namespace, origin, force=force)
+                self._execute(request, f"apply {origin}")
                 applied.append(ref(rt, name))
             return applied
 
@@ -340,7 +355,8 @@ class KubeCluster:
 
         def run() -> None:
             current = self._read_deployment(deployment)
-            spec = current.spec.template.spec
+            template = current.spec.template if current.spec else None
+            spec = (template.spec if template else None) or k8s.V1PodSpec(containers=[])
             names = [c.name for c in spec.containers or []]
             chosen = container
             if chosen is None:
@@ -399,7 +415,7 @@ class KubeCluster:
             while not task.done() and time.monotonic() < deadline:
                 with self._waits_lock:  # repeated: a watch may not have had its socket yet
                     for watcher in current:
-                        watcher.stop()
+                        stop_watch(watcher)
                 await asyncio.wait({task}, timeout=0.05)
             with contextlib.suppress(BaseException):
                 if task.done():
@@ -445,13 +461,15 @@ class KubeCluster:
         def run() -> dict[str, Any]:
             custom = self.clients.custom
             try:
-                current = custom.get_namespaced_custom_object(
-                    vs_type.group,
-                    vs_type.version,
-                    self.namespace,
-                    vs_type.plural,
-                    virtualservice,
-                    _request_timeout=10,
+                current = json_object(
+                    custom.get_namespaced_custom_object(
+                        vs_type.group,
+                        vs_type.version,
+                        self.namespace,
+                        vs_type.plural,
+                        virtualservice,
+                        _request_timeout=10,
+                    )
                 )
             except ApiException as exc:
                 if exc.status == 404:
@@ -461,12 +479,14 @@ class KubeCluster:
                     ) from None
                 raise api_error(exc, f"reading virtualservice/{virtualservice}") from None
             try:
-                rules = custom.list_namespaced_custom_object(
-                    dr_type.group,
-                    dr_type.version,
-                    self.namespace,
-                    dr_type.plural,
-                    _request_timeout=10,
+                rules = json_object(
+                    custom.list_namespaced_custom_object(
+                        dr_type.group,
+                        dr_type.version,
+                        self.namespace,
+                        dr_type.plural,
+                        _request_timeout=10,
+                    )
                 ).get("items", [])
             except ApiException as exc:
                 raise api_error(exc, "listing destinationrules") from None
@@ -598,8 +618,14 @@ class KubeCluster:
         unknown = "the gateway's config cannot be read" if strict else None
         vs_type = type_for_kind("VirtualService")
         try:
-            listing = self.clients.custom.list_namespaced_custom_object(
-                vs_type.group, vs_type.version, self.namespace, vs_type.plural, _request_timeout=10
+            listing = json_object(
+                self.clients.custom.list_namespaced_custom_object(
+                    vs_type.group,
+                    vs_type.version,
+                    self.namespace,
+                    vs_type.plural,
+                    _request_timeout=10,
+                )
             )
         except ApiException as exc:
             if exc.status == 404:  # Istio not installed: nothing routes through a gateway
@@ -627,8 +653,10 @@ class KubeCluster:
                 return unknown
             problem = settle_problem(virtualservices, routes, None, self.namespace)
             if problem is None and endpoints:
-                endpoints = rows("endpoints")
-                problem = settle_problem(virtualservices, routes, endpoints or [], self.namespace)
+                endpoint_rows = rows("endpoints")
+                problem = settle_problem(
+                    virtualservices, routes, endpoint_rows or [], self.namespace
+                )
         except LabError as exc:  # e.g. the gateway pod is not ready yet
             return str(exc)
         except ApiException as exc:
@@ -657,7 +685,10 @@ class KubeCluster:
         return self._hub.events(since)
 
     def subscribe(self) -> AsyncIterator[Event]:
-        return self._hub.subscribe()
+        """Events from now on, until ``close()``. Registered when called (not at the first
+        iteration), so nothing published between this call and the first ``async for``
+        step is missed."""
+        return self._hub.subscribe(since=time.time())
 
     def note(self, message: str, obj: str = "lab", **data: Any) -> Event:
         """Add a hand-written marker (e.g. "load started") to the timeline."""
@@ -700,7 +731,7 @@ class KubeCluster:
                 "(docs/real-cluster.md), or run the plain-Kubernetes experiments on the "
                 "embedded backend"
             )
-        ports = svc.spec.ports or []
+        ports = (svc.spec.ports if svc.spec else None) or []
         named = next((p for p in ports if p.name == "http"), ports[0])
         return gateway_mod.url_for_service(
             svc,

@@ -29,11 +29,10 @@ from typing import Any
 from kubernetes import client as k8s
 
 from lab_app.cluster.events import Event, EventKind
+from lab_app.cluster.kube.objects import SIDECAR, all_statuses, meta, name_of, pod_ready
 from lab_app.cluster.kube.rollout import rollout_status
 from lab_app.errors import RolloutTimeoutError
 
-SIDECAR = "istio-proxy"
-POD_TEMPLATE_HASH = "pod-template-hash"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 # core Events that become a Note (with data["reason"]); all others are ignored
@@ -73,42 +72,6 @@ def _sidecar_ref(pod: str) -> str:
     return f"proxy/{pod}-sidecar"
 
 
-def app_container(pod: k8s.V1Pod) -> k8s.V1Container | None:
-    """The pod's application container: the first one that is not Istio's sidecar."""
-    containers = (pod.spec.containers if pod.spec else None) or []
-    for container in containers:
-        if container.name != SIDECAR:
-            return container
-    return containers[0] if containers else None
-
-
-def has_sidecar(pod: k8s.V1Pod) -> bool:
-    """An Envoy sidecar, classic (a container) or native (a restartable init container)."""
-    spec = pod.spec
-    if spec is None:
-        return False
-    names = [c.name for c in spec.containers or []]
-    names += [c.name for c in spec.init_containers or [] if c.restart_policy == "Always"]
-    return SIDECAR in names
-
-
-def pod_ready(pod: k8s.V1Pod) -> bool:
-    for condition in (pod.status.conditions if pod.status else None) or []:
-        if condition.type == "Ready":
-            return condition.status == "True"
-    return False
-
-
-def _all_statuses(pod: k8s.V1Pod) -> list[k8s.V1ContainerStatus]:
-    status = pod.status
-    if status is None:
-        return []
-    statuses = list(status.container_statuses or [])
-    # a native sidecar reports among the init containers
-    statuses += [s for s in status.init_container_statuses or [] if s.name == SIDECAR]
-    return statuses
-
-
 @dataclass(frozen=True)
 class ContainerSnap:
     restarts: int = 0
@@ -126,7 +89,7 @@ class PodSnap:
 
 def _snap(pod: k8s.V1Pod) -> PodSnap:
     containers: dict[str, ContainerSnap] = {}
-    for status in _all_statuses(pod):
+    for status in all_statuses(pod):
         state = status.state
         running = state.running if state else None
         terminated = state.terminated if state else None
@@ -141,7 +104,7 @@ def _snap(pod: k8s.V1Pod) -> PodSnap:
         )
     return PodSnap(
         ready=pod_ready(pod),
-        deleting=pod.metadata.deletion_timestamp is not None,
+        deleting=meta(pod).deletion_timestamp is not None,
         phase=(pod.status.phase if pod.status else "") or "",
         containers=containers,
     )
@@ -163,19 +126,19 @@ class PodTracker:
         for container in (pod.spec.containers if pod.spec else None) or []:
             if container.lifecycle and container.lifecycle.pre_stop:
                 hooks.add(container.name)
-        self._prestop[pod.metadata.name] = hooks
+        self._prestop[name_of(pod)] = hooks
 
     def resync(self, pods: list[k8s.V1Pod], now: float, *, initial: bool) -> list[Event]:
         """A fresh list: seed silently (``initial``) or diff against what was known."""
         events: list[Event] = []
         seen = set()
         for pod in pods:
-            seen.add(pod.metadata.name)
+            seen.add(name_of(pod))
             if initial:
                 self._remember_spec(pod)
-                self._snaps[pod.metadata.name] = _snap(pod)
+                self._snaps[name_of(pod)] = _snap(pod)
             else:
-                kind = "MODIFIED" if pod.metadata.name in self._snaps else "ADDED"
+                kind = "MODIFIED" if name_of(pod) in self._snaps else "ADDED"
                 events += self.update(kind, pod, now)
         for name in list(self._snaps):
             if name not in seen:
@@ -189,7 +152,7 @@ class PodTracker:
 
     def update(self, kind: str, pod: k8s.V1Pod, now: float) -> list[Event]:
         """Events for one watch event (``ADDED`` / ``MODIFIED`` / ``DELETED``) of a pod."""
-        name = pod.metadata.name
+        name = name_of(pod)
         events: list[Event] = []
         previous = self._snaps.get(name)
         if previous is None:
@@ -202,7 +165,7 @@ class PodTracker:
                     _pod_ref(name),
                     f"on {node}" if node else "",
                     now,
-                    {"labels": dict(pod.metadata.labels or {})},
+                    {"labels": dict(meta(pod).labels or {})},
                 )
             )
             previous = PodSnap()
@@ -222,7 +185,7 @@ class PodTracker:
         ref = _pod_ref(name)
         events: list[Event] = []
         if new.deleting and not old.deleting:
-            grace = pod.metadata.deletion_grace_period_seconds
+            grace = meta(pod).deletion_grace_period_seconds
             events.append(
                 Event(
                     EventKind.POD_TERMINATING,
@@ -231,7 +194,7 @@ class PodTracker:
                     now,
                     {
                         "grace_seconds": grace,
-                        "server_time": _stamp(pod.metadata.deletion_timestamp),
+                        "server_time": _stamp(meta(pod).deletion_timestamp),
                     },
                 )
             )
@@ -267,7 +230,7 @@ class PodTracker:
             exited = _last_terminated(pod, container)
         if exited is not None:
             reason, code, finished = exited
-            data = {"container": container, "exit_code": code, "reason": reason}
+            data: dict[str, Any] = {"container": container, "exit_code": code, "reason": reason}
             data["server_time"] = finished
             if sidecar:
                 events.append(
@@ -302,22 +265,11 @@ class PodTracker:
 
 
 def _last_terminated(pod: k8s.V1Pod, container: str) -> tuple[str, int | None, float | None]:
-    for status in _all_statuses(pod):
+    for status in all_statuses(pod):
         if status.name == container and status.last_state and status.last_state.terminated:
             term = status.last_state.terminated
             return (term.reason or "", term.exit_code, _stamp(term.finished_at))
     return ("", None, None)
-
-
-def last_state_reason(pod: k8s.V1Pod) -> str:
-    """Why the app container last stopped (``OOMKilled``, ``Error``...), or ``""``."""
-    app = app_container(pod)
-    for status in _all_statuses(pod):
-        if app is not None and status.name == app.name and status.last_state:
-            term = status.last_state.terminated
-            if term is not None:
-                return term.reason or ("Error" if term.exit_code else "Completed")
-    return ""
 
 
 class EndpointTracker:
@@ -348,7 +300,8 @@ class EndpointTracker:
             conditions = endpoint.conditions or k8s.V1EndpointConditions()
             target = endpoint.target_ref
             address = (endpoint.addresses or [""])[0]
-            key = _pod_ref(target.name) if target and target.kind == "Pod" else f"ip/{address}"
+            is_pod = target is not None and target.kind == "Pod" and target.name
+            key = _pod_ref(str(target.name)) if target and is_pod else f"ip/{address}"
             result[key] = {
                 "address": address,
                 "ready": conditions.ready is not False,
@@ -365,7 +318,7 @@ class EndpointTracker:
                 self._store(eps)
             return []
         events: list[Event] = []
-        names = {eps.metadata.name for eps in slices}
+        names = {name_of(eps) for eps in slices}
         for eps in slices:
             events += self.update("MODIFIED", eps, now)
         for name in list(self._slices):
@@ -374,18 +327,18 @@ class EndpointTracker:
         return events
 
     def _store(self, eps: k8s.V1EndpointSlice) -> None:
-        service = (eps.metadata.labels or {}).get(SERVICE_NAME_LABEL, "")
-        self._slices[eps.metadata.name] = (service, self._endpoints(eps))
+        service = (meta(eps).labels or {}).get(SERVICE_NAME_LABEL, "")
+        self._slices[name_of(eps)] = (service, self._endpoints(eps))
 
     def update(self, kind: str, eps: k8s.V1EndpointSlice, now: float) -> list[Event]:
-        return self._replace(eps.metadata.name, None if kind == "DELETED" else eps, now)
+        return self._replace(name_of(eps), None if kind == "DELETED" else eps, now)
 
     def _replace(self, name: str, eps: k8s.V1EndpointSlice | None, now: float) -> list[Event]:
         services = set()
         if name in self._slices:
             services.add(self._slices[name][0])
         if eps is not None:
-            services.add((eps.metadata.labels or {}).get(SERVICE_NAME_LABEL, ""))
+            services.add((meta(eps).labels or {}).get(SERVICE_NAME_LABEL, ""))
         before = {svc: self._members(svc) for svc in services}
         if eps is None:
             self._slices.pop(name, None)
@@ -462,9 +415,9 @@ class DeploymentTracker:
         events: list[Event] = []
         names = set()
         for deployment in deployments:
-            names.add(deployment.metadata.name)
+            names.add(name_of(deployment))
             if initial:
-                self._snaps[deployment.metadata.name] = self._snap(deployment, False)
+                self._snaps[name_of(deployment)] = self._snap(deployment, False)
             else:
                 events += self.update("MODIFIED", deployment, now)
         for name in list(self._snaps):
@@ -473,7 +426,7 @@ class DeploymentTracker:
         return events
 
     def update(self, kind: str, deployment: k8s.V1Deployment, now: float) -> list[Event]:
-        name = deployment.metadata.name
+        name = name_of(deployment)
         ref = f"deployment/{name}"
         if kind == "DELETED":
             self._snaps.pop(name, None)
@@ -551,13 +504,13 @@ class CoreEventMapper:
         out: list[Event] = []
         for event in events:
             if initial:
-                self._counts[event.metadata.uid or event.metadata.name] = _count(event)
+                self._counts[meta(event).uid or name_of(event)] = _count(event)
             else:
                 out += self.update("MODIFIED", event, now)
         return out
 
     def update(self, kind: str, event: k8s.CoreV1Event, now: float) -> list[Event]:
-        key = event.metadata.uid or event.metadata.name
+        key = meta(event).uid or name_of(event)
         if kind == "DELETED":
             self._counts.pop(key, None)
             return []

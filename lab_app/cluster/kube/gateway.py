@@ -27,15 +27,16 @@ import yaml
 from kubernetes import client as k8s
 
 from lab_app.cluster.kube.client import ContextInfo
+from lab_app.cluster.kube.objects import meta, name_of
 from lab_app.errors import LabError
+from lab_app.paths import MANIFESTS_DIR
 
 GATEWAY_ENV = "ZDLAB_GATEWAY_URL"
 GATEWAY_NAMESPACE = "istio-system"
 GATEWAY_SERVICE = "istio-ingressgateway"
 GATEWAY_PORT_NAME = "http2"
 GATEWAY_PORT = 80
-REPO_ROOT = Path(__file__).resolve().parents[3]
-KIND_CONFIG = REPO_ROOT / "manifests" / "kind-cluster.yaml"
+KIND_CONFIG = MANIFESTS_DIR / "kind-cluster.yaml"
 
 Runner = Callable[[Sequence[str]], str]
 
@@ -121,7 +122,7 @@ def _port(service: k8s.V1Service, name: str | None, number: int | None) -> k8s.V
     names = ", ".join(f"{p.name or '-'}:{p.port}" for p in ports) or "none"
     wanted = name or number
     raise LabError(
-        f"service {service.metadata.namespace}/{service.metadata.name} has no port {wanted} "
+        f"service {meta(service).namespace}/{name_of(service)} has no port {wanted} "
         f"(ports: {names})"
     )
 
@@ -157,7 +158,7 @@ def url_for_service(
 ) -> str:
     """A URL on this machine that reaches ``service`` through its NodePort or load balancer."""
     port = _port(service, port_name, port_number)
-    where = f"service {service.metadata.namespace}/{service.metadata.name} port {port.port}"
+    where = f"service {meta(service).namespace}/{name_of(service)} port {port.port}"
     node_port = port.node_port
     svc_type = (service.spec.type if service.spec else None) or "ClusterIP"
     if context.flavour == "kind":

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from lab_app.cluster.kube.client import ContextInfo
 from lab_app.errors import ConfigError, LabError
+from lab_app.paths import REPO_ROOT
 
 IMAGE_TOOLS = ("docker", "podman", "nerdctl")
 IMAGE_REPOSITORY = "zdlab/demo"
-REPO_ROOT = Path(__file__).resolve().parents[3]
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 Echo = Callable[[str], None]
@@ -141,7 +141,7 @@ def build_and_load(
     with tempfile.TemporaryDirectory(prefix="zdlab-image-") as tmp:
         archive = Path(tmp) / f"demo-{version}.tar"
         commands = load_commands(tool, image, context, archive) if context else []
-        if commands:
+        if commands and context is not None:
             echo(f"loading {image} into {context.flavour} cluster {context.cluster}")
         elif context is not None:
             echo(f"context {context.name!r} is neither kind nor minikube: push {image} yourself")

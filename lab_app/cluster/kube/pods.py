@@ -7,12 +7,14 @@ from collections.abc import Mapping
 from kubernetes import client as k8s
 
 from lab_app.cluster.base import PodInfo
-from lab_app.cluster.kube.eventmap import (
+from lab_app.cluster.kube.objects import (
     POD_TEMPLATE_HASH,
     SIDECAR,
     app_container,
     has_sidecar,
     last_state_reason,
+    meta,
+    name_of,
     pod_ready,
 )
 
@@ -25,8 +27,8 @@ def label_selector(selector: Mapping[str, str] | None) -> str | None:
 
 def deployment_of(pod: k8s.V1Pod) -> str:
     """The owning Deployment: the ReplicaSet owner's name minus ``-<pod-template-hash>``."""
-    labels = pod.metadata.labels or {}
-    for owner in pod.metadata.owner_references or []:
+    labels = meta(pod).labels or {}
+    for owner in meta(pod).owner_references or []:
         if owner.kind == "ReplicaSet":
             suffix = labels.get(POD_TEMPLATE_HASH)
             if suffix and owner.name.endswith(f"-{suffix}"):
@@ -39,7 +41,7 @@ def pod_info(pod: k8s.V1Pod) -> PodInfo:
     status = pod.status or k8s.V1PodStatus()
     app = app_container(pod)
     phase = status.phase or "Pending"
-    if pod.metadata.deletion_timestamp is not None:
+    if meta(pod).deletion_timestamp is not None:
         phase = "Terminating"  # as kubectl shows it
     statuses = list(status.container_statuses or [])
     restarts = sum(s.restart_count or 0 for s in statuses if s.name != SIDECAR)
@@ -62,9 +64,10 @@ def pod_info(pod: k8s.V1Pod) -> PodInfo:
         }
         for s in statuses
     }
+    created = meta(pod).creation_timestamp
     return PodInfo(
-        name=pod.metadata.name,
-        labels=dict(pod.metadata.labels or {}),
+        name=name_of(pod),
+        labels=dict(meta(pod).labels or {}),
         phase=phase,
         ready=pod_ready(pod),
         restarts=restarts,
@@ -78,8 +81,6 @@ def pod_info(pod: k8s.V1Pod) -> PodInfo:
         extra={
             "node": pod.spec.node_name if pod.spec else None,
             "containers": containers,
-            "created": pod.metadata.creation_timestamp.timestamp()
-            if pod.metadata.creation_timestamp
-            else None,
+            "created": created.timestamp() if created else None,
         },
     )

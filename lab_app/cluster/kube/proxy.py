@@ -18,12 +18,12 @@ import socket
 import subprocess
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client as k8s
 
-from lab_app.cluster.kube.eventmap import pod_ready
 from lab_app.cluster.kube.gateway import GATEWAY_NAMESPACE
+from lab_app.cluster.kube.objects import meta, name_of, pod_ready
 from lab_app.errors import ConfigError, LabError
 
 ADMIN_PORT = 15000
@@ -60,7 +60,7 @@ def http_get(sock: socket.socket, path: str, timeout: float = 15.0) -> bytes:
     sock.settimeout(timeout)
     request = f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     sock.sendall(request.encode("ascii"))
-    response = http.client.HTTPResponse(sock, method="GET")  # type: ignore[arg-type]
+    response = http.client.HTTPResponse(sock, method="GET")
     try:
         response.begin()
         body = response.read()
@@ -102,11 +102,13 @@ def istioctl_to_admin(kind: str, data: Any) -> dict[str, Any]:
 
 def shared_view() -> Callable[[Any, str], Any] | None:
     """The embedded backend's ``proxy_config_view`` when that part exists."""
-    for module in ("lab_app.cluster.embedded.envoy.proxy_config", "lab_app.cluster.embedded.envoy"):
+    for module in ("lab_app.cluster.proxyconfig", "lab_app.cluster.embedded.envoy.proxy_config"):
         try:
-            return importlib.import_module(module).proxy_config_view
+            found = importlib.import_module(module).proxy_config_view
         except (ImportError, AttributeError):
             continue
+        if callable(found):
+            return cast(Callable[[Any, str], Any], found)
     return None
 
 
@@ -124,13 +126,13 @@ def find_proxy_pod(core: k8s.CoreV1Api, proxy: str, namespace: str) -> tuple[str
         pods = core.list_namespaced_pod(
             GATEWAY_NAMESPACE, label_selector=GATEWAY_SELECTOR, _request_timeout=10
         ).items
-        running = [p for p in pods if p.metadata.deletion_timestamp is None and pod_ready(p)]
+        running = [p for p in pods if meta(p).deletion_timestamp is None and pod_ready(p)]
         if not running:
             raise LabError(
                 f"no ready ingress gateway pod ({GATEWAY_SELECTOR}) in {GATEWAY_NAMESPACE}: "
                 "is Istio installed? (docs/real-cluster.md)"
             )
-        return running[0].metadata.name, GATEWAY_NAMESPACE
+        return name_of(running[0]), GATEWAY_NAMESPACE
     name = proxy.removeprefix("proxy/").removeprefix("pod/").removesuffix("-sidecar")
     return name, namespace
 

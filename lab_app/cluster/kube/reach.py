@@ -27,7 +27,13 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from lab_app.cluster.kube.client import _reason, _secrets_of, load_configuration, redact
+from lab_app.cluster.kube.client import (
+    _reason,
+    _secrets_of,
+    load_configuration,
+    raw_response,
+    redact,
+)
 from lab_app.cluster.kube.gateway import GATEWAY_NAMESPACE, GATEWAY_SERVICE
 from lab_app.errors import LabError
 
@@ -131,8 +137,10 @@ def _probe(configuration: k8s.Configuration, name: str, server: str, timeout: fl
         core = k8s.CoreV1Api(api_client)
         step = f"GET /version from the API server at {server}"
         try:
-            raw = k8s.VersionApi(api_client).get_code(
-                _request_timeout=budget(), _preload_content=False
+            raw = raw_response(
+                k8s.VersionApi(api_client).get_code(
+                    _request_timeout=budget(), _preload_content=False
+                )
             )
             version = str(json.loads(raw.data or b"{}").get("gitVersion", "?"))
             step = f"namespace {GATEWAY_NAMESPACE}"

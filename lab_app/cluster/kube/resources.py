@@ -9,11 +9,11 @@ translation from manifest to request can be unit-tested on its own.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from lab_app.errors import ManifestError
+from lab_app.manifests.names import split_ref
 
 FIELD_MANAGER = "zdlab"
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -102,7 +102,6 @@ for _rt in RESOURCE_TYPES:
         _BY_ALIAS[f"{_rt.plural}.{_rt.group}"] = _rt
 
 KNOWN_KINDS = ", ".join(rt.kind for rt in RESOURCE_TYPES)
-_REF_RE = re.compile(r"^([A-Za-z][A-Za-z0-9.]*)/([a-z0-9]([-a-z0-9.]*[a-z0-9])?)$")
 
 
 @dataclass(frozen=True)
@@ -150,13 +149,13 @@ def parse_ref(ref: str) -> tuple[ResourceType, str] | None:
     Returns ``None`` when ``ref`` is not a reference to a kind the lab knows, so the
     caller treats it as a path or YAML text (whose loader reports what is wrong).
     """
-    match = _REF_RE.match(ref.strip())
-    if not match or ref.strip().endswith((".yaml", ".yml", ".json")):
+    parts = split_ref(ref)
+    if parts is None:
         return None
-    rt = _BY_ALIAS.get(match.group(1).lower())
+    rt = _BY_ALIAS.get(parts[0].lower())
     if rt is None:  # e.g. "istio/gateway.yaml" or "manifests/x": a path, not a kind
         return None
-    return rt, match.group(2)
+    return rt, parts[1]
 
 
 def object_name(obj: dict[str, Any], source: str = "<manifest>") -> str:
@@ -195,20 +194,27 @@ def _method(rt: ResourceType, verb: str) -> str:
 
 
 def apply_request(
-    obj: dict[str, Any], namespace: str, source: str = "<manifest>", *, dry_run: bool = False
+    obj: dict[str, Any],
+    namespace: str,
+    source: str = "<manifest>",
+    *,
+    dry_run: bool = False,
+    force: bool = True,
 ) -> ApiRequest:
     """Server-side apply of ``obj`` (PATCH application/apply-patch+yaml, manager ``zdlab``).
 
     Server-side apply creates the object when it is missing and otherwise merges the
     fields this manager owns, so re-applying a file is idempotent like ``kubectl apply``.
-    ``force`` takes over fields last set by someone else (e.g. ``kubectl edit``).
+    ``force`` (``kubectl apply --server-side --force-conflicts``) takes over fields last
+    set by another manager (e.g. ``kubectl edit``); without it the server answers 409
+    Conflict naming each such field and its manager.
     """
     rt = resource_type(obj, source)
     name = object_name(obj, source)
     body = with_namespace(obj, rt, namespace)
     ns = (body.get("metadata") or {}).get("namespace", namespace)
     kwargs = _target(rt, name, ns)
-    kwargs.update(body=body, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY_PATCH)
+    kwargs.update(body=body, field_manager=FIELD_MANAGER, force=force, _content_type=APPLY_PATCH)
     if dry_run:
         kwargs["dry_run"] = "All"
     return ApiRequest(rt.api, _method(rt, "patch"), kwargs)

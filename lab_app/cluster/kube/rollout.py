@@ -18,6 +18,8 @@ from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
+from lab_app.cluster.kube.client import new_watch, watch_stream
+from lab_app.cluster.kube.objects import meta
 from lab_app.errors import LabError, RolloutTimeoutError
 
 TIMED_OUT_REASON = "ProgressDeadlineExceeded"
@@ -106,16 +108,17 @@ def wait_for_rollout(
         on_progress(last)
     if status.done:
         return last
-    resource_version = deployment.metadata.resource_version
+    resource_version = meta(deployment).resource_version
     while not stop.is_set():
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        watcher = k8s_watch.Watch()
+        watcher = new_watch()
         if on_watch:
             on_watch(watcher)
         try:
-            for event in watcher.stream(
+            for event in watch_stream(
+                watcher,
                 apps.list_namespaced_deployment,
                 namespace,
                 field_selector=f"metadata.name={name}",
@@ -147,7 +150,7 @@ def wait_for_rollout(
             last = status.message
             if status.done:
                 return last
-            resource_version = deployment.metadata.resource_version
+            resource_version = meta(deployment).resource_version
         except Exception:
             if stop.is_set():  # Watch.stop() shut the socket under the read
                 break

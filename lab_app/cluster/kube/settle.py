@@ -16,11 +16,9 @@ from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
+from lab_app.manifests.names import short_name
+
 Shares = dict[tuple[str, str], Fraction]  # (short host, subset) -> share of traffic
-
-
-def _short(host: str) -> str:
-    return host.split(".")[0]
 
 
 def expected_shares(http: Mapping[str, Any]) -> Shares:
@@ -32,7 +30,7 @@ def expected_shares(http: Mapping[str, Any]) -> Shares:
         weight = route.get("weight")
         if weight is None:
             weight = 100 if len(routes) == 1 else 0
-        key = (_short(str(destination.get("host", ""))), str(destination.get("subset") or ""))
+        key = (short_name(str(destination.get("host", ""))), str(destination.get("subset") or ""))
         weights.append((key, int(weight)))
     total = sum(w for _, w in weights if w > 0)
     if total == 0:
@@ -51,7 +49,7 @@ def route_shares(weights: Mapping[str, int]) -> Shares:
     shares: Shares = {}
     for name, weight in positive.items():
         parts = name.split("|")
-        key = (_short(parts[3]), parts[2]) if len(parts) == 4 else (_short(name), "")
+        key = (short_name(parts[3]), parts[2]) if len(parts) == 4 else (short_name(name), "")
         shares[key] = shares.get(key, Fraction(0)) + Fraction(weight, total)
     return shares
 

@@ -2,84 +2,34 @@
 
 The ``kubernetes`` client is blocking, so each watch (pods, EndpointSlices, Deployments,
 core Events) runs in its own thread: list once to learn the current state and a
-resourceVersion, then watch from there, resuming from the last version when the server
-ends the watch and listing again after ``410 Gone``. Events go to an ``EventHub`` that
-hands them to asyncio subscribers with ``call_soon_threadsafe``, so the notebook's loop
-never blocks. ``stop()`` shuts the watch's socket (``Watch.stop``) so a thread blocked
-in a read ends at once instead of at the server's timeout.
+resourceVersion, then watch from there. Bookmarks (``allowWatchBookmarks``) keep the
+version the client resumes from fresh while nothing the watch selects changes, so a
+reconnect after a quiet spell does not start from a version the server has compacted away.
+When the server ends a watch it is resumed from the last version seen; when the server
+answers ``410 Gone`` (the version is older than the history it keeps, as an ERROR event
+in the stream or as the HTTP status: the client raises ``ApiException(410)`` for both),
+the collection is listed again and the tracker diffs the fresh list against what it
+knew (``resync``), so a change made while the watch was away is reported once and none
+is lost or repeated. Events go to the shared ``EventHub`` (``lab_app.cluster.events``),
+which hands them to asyncio subscribers thread-safely, so the notebook's loop never
+blocks. ``stop()`` shuts the watch's socket (``Watch.stop``) so a thread blocked in a read
+ends at once instead of at the server's timeout.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
-from lab_app.cluster.events import Event, EventKind
+from lab_app.cluster.events import Event, EventHub, EventKind
+from lab_app.cluster.kube.client import new_watch, stop_watch, watch_stream
 
 WATCH_SECONDS = 240  # server-side timeoutSeconds of one watch request
-_END = object()
-
-
-class EventHub:
-    """Thread-safe event log plus fan-out to asyncio subscribers."""
-
-    def __init__(self, keep: int = 100_000) -> None:
-        self._events: list[Event] = []
-        self._keep = keep
-        self._lock = threading.Lock()
-        self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[Any]]] = set()
-        self._closed = False
-
-    def publish(self, event: Event) -> None:
-        with self._lock:
-            self._events.append(event)
-            if len(self._events) > self._keep:
-                del self._events[: len(self._events) - self._keep]
-            subscribers = list(self._subscribers)
-        for loop, queue in subscribers:
-            with contextlib.suppress(RuntimeError):  # that loop is closed
-                loop.call_soon_threadsafe(queue.put_nowait, event)
-
-    def events(self, since: float | None = None) -> list[Event]:
-        with self._lock:
-            events = list(self._events)
-        if since is None:
-            return events
-        return [e for e in events if e.t > since]
-
-    async def subscribe(self) -> AsyncIterator[Event]:
-        """Events published from now on, until ``close()``."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        entry = (loop, queue)
-        with self._lock:
-            if self._closed:
-                return
-            self._subscribers.add(entry)
-        try:
-            while True:
-                item = await queue.get()
-                if item is _END:
-                    return
-                yield item
-        finally:
-            with self._lock:
-                self._subscribers.discard(entry)
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            subscribers = list(self._subscribers)
-        for loop, queue in subscribers:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(queue.put_nowait, _END)
 
 
 class Tracker(Protocol):
@@ -124,7 +74,7 @@ class WatchLoop:
         with self._lock:
             watcher = self._watcher
         if watcher is not None:
-            watcher.stop()
+            stop_watch(watcher)
 
     def join(self, timeout: float) -> bool:
         """Wait for the thread, repeating ``stop()``: a watch whose response had not arrived
@@ -186,13 +136,14 @@ class WatchLoop:
             )
 
     def _watch_once(self, resource_version: str) -> str | None:
-        watcher = k8s_watch.Watch()
+        watcher = new_watch()
         with self._lock:
             if self._stop.is_set():
                 return resource_version
             self._watcher = watcher
         try:
-            for event in watcher.stream(
+            for event in watch_stream(
+                watcher,
                 self._list,
                 self._namespace,
                 resource_version=resource_version,

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lab_app.errors import ConfigError, LabError
+from lab_app.manifests.names import local_name
 
 
 def validate_weights(weights: Mapping[str, int]) -> dict[str, int]:
@@ -37,14 +38,6 @@ def validate_weights(weights: Mapping[str, int]) -> dict[str, int]:
     return checked
 
 
-def _short_host(host: str, namespace: str) -> str:
-    """``svc``, ``svc.ns`` and ``svc.ns.svc.cluster.local`` all name the same Service."""
-    parts = host.split(".")
-    if len(parts) >= 2 and parts[1] != namespace:
-        return host  # another namespace
-    return parts[0]
-
-
 def destination_hosts(virtualservice: Mapping[str, Any]) -> list[str]:
     hosts: list[str] = []
     for http in (virtualservice.get("spec") or {}).get("http") or []:
@@ -62,7 +55,7 @@ def subsets_by_host(
     result: dict[str, dict[str, str]] = {}
     for rule in destinationrules:
         spec = rule.get("spec") or {}
-        host = _short_host(str(spec.get("host", "")), namespace)
+        host = local_name(str(spec.get("host", "")), namespace)
         name = (rule.get("metadata") or {}).get("name", "?")
         for subset in spec.get("subsets") or []:
             if subset.get("name"):
@@ -93,7 +86,7 @@ def weights_patch(
             raise LabError(f"virtualservice/{vs_name} spec.http[{index}] has no route")
         template = routes[0]
         host = (template.get("destination") or {}).get("host", "")
-        available = known.get(_short_host(host, namespace), {})
+        available = known.get(local_name(host, namespace), {})
         missing = [s for s, w in checked.items() if w > 0 and s not in available]
         if missing:
             rules = sorted(set(available.values())) or ["no DestinationRule for this host"]

@@ -106,7 +106,6 @@ from __future__ import annotations
 from lab_app.cluster.embedded.envoy.admin import EnvoyAdmin, UpdateCounts, subscription
 from lab_app.cluster.embedded.envoy.binary import find_envoy
 from lab_app.cluster.embedded.envoy.process import EnvoyProcess, kill_all_envoys, running_envoy_pids
-from lab_app.cluster.embedded.envoy.proxy_config import ProxyConfigView, proxy_config_view
 from lab_app.cluster.embedded.envoy.translate import (
     Endpoint,
     Snapshot,
@@ -117,6 +116,7 @@ from lab_app.cluster.embedded.envoy.translate import (
     sidecar_snapshot,
 )
 from lab_app.cluster.embedded.envoy.xds import PushResult, XdsPusher
+from lab_app.cluster.proxyconfig import ProxyConfigView, proxy_config_view
 
 __all__ = [
     "Endpoint",

@@ -124,7 +124,8 @@ class EnvoyAdmin:
 
     async def clusters(self) -> dict[str, Any]:
         """``/clusters?format=json``: per-endpoint health flags and counters."""
-        return (await self.get("/clusters", {"format": "json"})).json()
+        dump: dict[str, Any] = (await self.get("/clusters", {"format": "json"})).json()
+        return dump
 
     async def config_dump(
         self, resource: str | None = None, include_eds: bool = False
@@ -135,7 +136,8 @@ class EnvoyAdmin:
             params["resource"] = resource
         if include_eds:
             params["include_eds"] = ""
-        return (await self.get("/config_dump", params)).json()
+        dump: dict[str, Any] = (await self.get("/config_dump", params)).json()
+        return dump
 
     async def listener_addresses(self) -> dict[str, tuple[str, int]]:
         """Listener name -> (address, bound port); tells the real port of a ``port_value: 0``."""

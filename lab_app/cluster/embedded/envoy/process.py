@@ -41,12 +41,15 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lab_app.cluster.embedded.envoy.admin import EnvoyAdmin
 from lab_app.cluster.embedded.envoy.binary import find_envoy
 from lab_app.cluster.embedded.envoy.xds import PushResult, XdsPusher
 from lab_app.errors import ConfigError, EnvoyNotFoundError, LabError, PortInUseError
+
+if TYPE_CHECKING:
+    from lab_app.cluster.proxyconfig import ProxyConfigKind, ProxyConfigView
 
 FILE_FLUSH_MS = 100
 PR_SET_PDEATHSIG = 1
@@ -448,9 +451,9 @@ class EnvoyProcess:
             raise LabError(f"cannot push to Envoy {self.name}: it {state}")
         return await self.xds.push(snapshot, timeout=timeout)
 
-    async def proxy_config(self, kind: str = "routes") -> Any:
+    async def proxy_config(self, kind: ProxyConfigKind = "routes") -> ProxyConfigView:
         """What ``istioctl proxy-config KIND`` shows for this Envoy (a ``ProxyConfigView``)."""
-        from lab_app.cluster.embedded.envoy.translate import proxy_config_view
+        from lab_app.cluster.proxyconfig import proxy_config_view
 
         if kind == "endpoints":
             return proxy_config_view(await self.admin.clusters(), kind)

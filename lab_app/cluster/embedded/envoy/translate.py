@@ -41,17 +41,17 @@ UF (connect failure), UC (connection closed), UH (no healthy upstream) apart.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lab_app.cluster.embedded.envoy.proxy_config import (  # re-exported: the kube backend
+from lab_app.cluster.proxyconfig import (  # re-exported: the old import path
     ProxyConfigKind,
     ProxyConfigView,
     proxy_config_view,
 )
 from lab_app.errors import ManifestError
+from lab_app.manifests.units import go_duration
 
 __all__ = [
     "Endpoint",
@@ -155,22 +155,12 @@ def envoy_cluster_name(port: int, host: str, subset: str = "") -> str:
     return f"outbound|{port}|{subset}|{host}"
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
-_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
-
-
 def parse_duration(value: Any, *, source: str = "", field_path: str = "") -> float:
-    """A Go/protobuf duration (``2s``, ``100ms``, ``1m30s``) in seconds."""
+    """A Go/protobuf duration (``2s``, ``100ms``, ``1m30s``) in seconds; a number is seconds."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    text = str(value).strip()
-    pos, total = 0, 0.0
-    for m in _DURATION_PART.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-        pos = m.end()
-    if not text or pos != len(text):
+    total = go_duration(str(value).strip())
+    if total is None:
         raise ManifestError(
             f"{value!r} is not a duration like 2s, 100ms or 1m30s", source=source, field=field_path
         )

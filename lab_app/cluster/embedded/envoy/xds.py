@@ -35,6 +35,7 @@ import re
 import shutil
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -277,7 +278,7 @@ class XdsPusher:
         new_clusters: dict[str, dict[str, Any]] = m["clusters"]
         removed = [n for n in self._clusters if n not in new_clusters]
 
-        async def step(writes: list[tuple[Path, str, str | None]]) -> bool:
+        async def step(writes: Sequence[tuple[Path, str, str | None]]) -> bool:
             """Write files; wait for the subscriptions given (None: nothing to wait for)."""
             writes = [w for w in writes if self._accepted.get(w[0]) != w[1]]
             if not writes:
@@ -366,7 +367,7 @@ class XdsPusher:
                 return False
             await asyncio.sleep(0.002)
 
-    async def _restore(self, files: list[tuple[Path, str | None]]) -> None:
+    async def _restore(self, files: Sequence[tuple[Path, str | None]]) -> None:
         """Put back the last accepted contents so the files describe what Envoy runs.
 
         Waits for Envoy to reload them, so the reload cannot be mistaken for the outcome of

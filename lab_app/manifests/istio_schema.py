@@ -7,14 +7,15 @@ subset of Istio's API it implements here, field by field, following the Istio re
 networking/). Every object is closed (``additionalProperties: false``): a typo such as
 ``perTryTimout`` is an error, as it is for ``kubectl apply`` against Istio's CRDs.
 
-Two non-standard keywords are read by :mod:`lab_app.manifests` when it words an error
-(jsonschema ignores unknown keywords):
+Two non-standard keywords are read by :mod:`lab_app.manifests.schema_errors` when it words
+an error (jsonschema ignores unknown keywords):
 
 - ``x-istio-only``: fields that are valid Istio but that the lab does not implement, so the
   message says "valid Istio, not implemented by the lab" rather than "unknown field".
 - ``x-message``: the sentence to show when this (sub)schema fails.
 
-Formats ``duration`` and ``retry-on`` are checked by :mod:`lab_app.manifests`.
+Formats ``duration``, ``retry-on`` and ``regex`` are checked by :mod:`lab_app.manifests.istio`,
+which builds the validator from :func:`schema_for`.
 """
 
 from __future__ import annotations
@@ -37,14 +38,17 @@ def _obj(
     *,
     required: tuple[str, ...] = (),
     istio_only: tuple[str, ...] = (),
+    message: str = "",
     **extra: Any,
 ) -> Schema:
-    """A closed object: only ``properties`` are allowed."""
+    """A closed object: only ``properties`` are allowed; ``message`` becomes ``x-message``."""
     schema: Schema = {"type": "object", "properties": properties, "additionalProperties": False}
     if required:
         schema["required"] = list(required)
     if istio_only:
         schema["x-istio-only"] = list(istio_only)
+    if message:
+        schema["x-message"] = message
     schema.update(extra)
     return schema
 
@@ -95,7 +99,7 @@ STRING_MATCH: Schema = _obj(
     {"exact": STRING, "prefix": STRING, "regex": {"type": "string", "format": "regex"}},
     minProperties=1,
     maxProperties=1,
-    **{"x-message": "a string match sets exactly one of 'exact', 'prefix' or 'regex'"},
+    message="a string match sets exactly one of 'exact', 'prefix' or 'regex'",
 )
 
 PORT_SELECTOR: Schema = _obj({"number": PORT})

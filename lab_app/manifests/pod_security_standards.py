@@ -1,5 +1,7 @@
-"""Pod Security Standards checks, so a manifest that a ``restricted`` namespace refuses is
+"""Pod Security Standards controls, so a manifest that a ``restricted`` namespace refuses is
 refused by the embedded backend too, and a test can prove that the lab's own manifests pass.
+:mod:`lab_app.manifests.pod_security` applies them the way the API server's admission does
+(namespace labels, enforce/warn/audit); this module only says what a pod spec breaks.
 
 The namespace ``zdlab`` carries ``pod-security.kubernetes.io/enforce: restricted``
 (``manifests/namespace.yaml``). With that label the API server's Pod Security Admission

@@ -1,47 +1,10 @@
-"""Load and validate the lab's manifests, the single source of truth for both backends.
+"""Reading manifests: a file, a directory, YAML text, a dict or a list -> validated objects.
 
-A backend never trusts a manifest it has not seen through here, so a typo fails at once
-with the file, the document, the line and the dotted field path, instead of as a pod that
-never becomes ready or a route that silently answers 503.
-
-Sources (``load_manifests`` / ``load_documents``):
-  - a path to a file or a directory (recursive, sorted, ``*.yaml``/``*.yml``). A relative
-    path that does not exist from the working directory is also looked up from the repo
-    root and from ``manifests/``, so a notebook can say ``load_manifests("deployment.yaml")``;
-  - YAML text, one or more documents (``---``);
-  - a dict, or a list of dicts.
-Documents whose ``apiVersion`` is ``kind.x-k8s.io/...`` (``kind-cluster.yaml``) configure
-the kind tool, not the cluster, and are skipped. Empty documents are skipped.
-
-What is returned: ``load_manifests`` returns plain dicts (the contract in
-docs/architecture.md), deep copies with no key added. ``load_documents`` returns the same
-objects wrapped in :class:`Manifest` with their origin (file, document index, field lines),
-for callers that want to report where something came from.
-
-Validation:
-  - Kubernetes kinds: the OpenAPI schemas of Kubernetes ``KUBERNETES_VERSION`` shipped by
-    kubernetes-validate, strict mode (unknown fields are errors), plus a few checks the API
-    server makes that a schema cannot express (names, label values, selector vs template
-    labels, resource quantities and requests <= limits, preStop sleep <= grace period,
-    HPA min <= max). Removed API versions (``autoscaling/v2beta1``...) get a message that
-    names the version to use.
-  - Istio kinds (Gateway, VirtualService, DestinationRule of ``networking.istio.io/v1``):
-    the lab's field schema in :mod:`lab_app.istio_schema`, durations, ``retryOn`` values,
-    weights (0..100, not all 0), unique subset names. ``v1beta1`` and ``v1alpha3`` (the
-    original demo's), which Istio still serves, are accepted with a :class:`ManifestWarning`
-    naming ``v1`` (:func:`deprecated_api`).
-  - When one source holds VirtualServices and DestinationRules, a route to a subset the
-    DestinationRules do not define is a :class:`ManifestWarning` (``istioctl analyze``
-    IST0101), not an error: Istio accepts it and Envoy answers 503 NC.
-    :func:`route_problems` lists such routes; :func:`check_routes` raises on the first one
-    (the embedded backend's ``strict_routes=True``).
-Errors are :class:`lab_app.errors.ManifestError` (``source`` = file, ``field`` = dotted
-path); the first problem found is reported. ``err.line`` and ``err.document`` (0-based)
-are set when known.
-
-Helpers: :func:`parse_duration` (Istio/protobuf durations) and :func:`parse_quantity`
-(Kubernetes quantities), both raising ``ManifestError`` (they live in :mod:`lab_app.units`;
-the validation itself in :mod:`lab_app.manifest_validation`).
+See :mod:`lab_app.manifests` for what each source means. Reading keeps where every
+object came from (file, document index, the line of each field) in a
+:class:`~lab_app.manifests.model.Manifest`, so validation can point at the line; YAML is
+read the way the API server decodes it strictly (a duplicate key is an error, not "the
+last one wins").
 """
 
 from __future__ import annotations
@@ -55,45 +18,12 @@ from typing import Any
 import yaml
 
 from lab_app.errors import ManifestError
-from lab_app.manifest_validation import (
-    ISTIO_API_VERSION,
-    ISTIO_KINDS,
-    KUBERNETES_VERSION,
-    Manifest,
-    ManifestWarning,
-    RouteProblem,
-    check_routes,
-    deprecated_api,
-    format_path,
-    is_istio,
-    is_kind_config,
-    route_problems,
-    validate,
-)
-from lab_app.units import parse_duration, parse_quantity
+from lab_app.manifests.model import Manifest, ManifestWarning, format_path, is_istio, is_kind_config
+from lab_app.manifests.route_check import route_problems
+from lab_app.manifests.validate import validate
+from lab_app.paths import MANIFESTS_DIR, REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-MANIFESTS_DIR = REPO_ROOT / "manifests"
 YAML_SUFFIXES = (".yaml", ".yml")
-
-__all__ = [
-    "ISTIO_API_VERSION",
-    "ISTIO_KINDS",
-    "KUBERNETES_VERSION",
-    "MANIFESTS_DIR",
-    "Manifest",
-    "ManifestWarning",
-    "RouteProblem",
-    "check_routes",
-    "deprecated_api",
-    "format_path",
-    "load_documents",
-    "load_manifests",
-    "parse_duration",
-    "parse_quantity",
-    "route_problems",
-    "validate_object",
-]
 
 
 def load_manifests(source: Any) -> list[dict[str, Any]]:
@@ -121,9 +51,6 @@ def validate_object(obj: Mapping[str, Any], *, source: str = "<dict>") -> None:
     if not isinstance(obj, Mapping):
         raise ManifestError(f"expected a mapping, got {type(obj).__name__}", source=source)
     validate(Manifest(obj=dict(obj), source=source))
-
-
-# --------------------------------------------------------------------------- reading
 
 
 def _read(source: Any) -> Iterator[Manifest]:

@@ -4,6 +4,10 @@ Both backends need them (the embedded kubelet enforces a memory limit, the Envoy
 translation needs timeouts in seconds), and a learner's typo in one must fail with the
 field named, so the parsers raise ``ManifestError``. ``to_seconds``/``to_amount`` raise a
 plain ``ValueError`` for callers that word their own error.
+
+:func:`go_duration` is the one reader of Go's duration syntax in the lab: Istio's
+durations, Envoy's translation and the load generator's fortio-style ``-t 30s`` all use it;
+they differ only in what else they accept (the load generator takes bare seconds).
 """
 
 from __future__ import annotations
@@ -16,7 +20,30 @@ from typing import Any
 from lab_app.errors import ManifestError
 
 _DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|m|s|us|µs|ns)")
+_NUMBER_UNIT = r"(\d+(?:\.\d*)?|\.\d+)(h|ms|m|s|us|µs|ns)"
+_DURATION_PART = re.compile(_NUMBER_UNIT)
+_DURATION_PART_SPACED = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(h|ms|m|s|us|µs|ns)\s*")
+
+
+def go_duration(text: str, *, spaced: bool = False) -> float | None:
+    """Seconds in a Go duration (``time.ParseDuration``): a sequence of decimal numbers each
+    with a unit h, m, s, ms, us (µs), ns, e.g. ``"1m30s"``, ``"1.5s"``, ``"500ms"``.
+
+    ``None`` when ``text`` is not one (callers word their own error). No sign: nothing in
+    the lab takes a negative duration. ``spaced`` also allows blanks between and after the
+    parts (``"1m 30s"``), which the load generator has always accepted.
+    """
+    part = _DURATION_PART_SPACED if spaced else _DURATION_PART
+    pos, total = 0, 0.0
+    if not text:
+        return None
+    while pos < len(text):
+        match = part.match(text, pos)
+        if not match:
+            return None
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    return total
 
 
 def parse_duration(value: Any, *, source: str = "", field: str = "") -> float:
@@ -33,22 +60,19 @@ def parse_duration(value: Any, *, source: str = "", field: str = "") -> float:
 
 
 def to_seconds(value: Any) -> float:
+    """:func:`parse_duration` raising ``ValueError`` (for callers that word their own error)."""
     if not isinstance(value, str):
         raise ValueError(f"a duration is a string such as '2s' or '500ms', got {value!r}")
     text = value.strip()
     if not text:
         raise ValueError("empty duration (e.g. '2s')")
-    pos, total = 0, 0.0
-    while pos < len(text):
-        match = _DURATION_PART.match(text, pos)
-        if not match:
-            hint = f": add a unit, e.g. '{text}s'" if re.fullmatch(r"\d+(\.\d*)?", text) else ""
-            raise ValueError(
-                f"invalid duration {value!r}{hint} (units: h, m, s, ms, us, ns; e.g. '2s', '500ms')"
-            )
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        pos = match.end()
-    return total
+    seconds = go_duration(text)
+    if seconds is None:
+        hint = f": add a unit, e.g. '{text}s'" if re.fullmatch(r"\d+(\.\d*)?", text) else ""
+        raise ValueError(
+            f"invalid duration {value!r}{hint} (units: h, m, s, ms, us, ns; e.g. '2s', '500ms')"
+        )
+    return seconds
 
 
 _QUANTITY = re.compile(
@@ -75,6 +99,7 @@ def parse_quantity(value: Any, *, source: str = "", field: str = "") -> float:
 
 
 def to_amount(value: Any) -> float:
+    """:func:`parse_quantity` raising ``ValueError`` (for callers that word their own error)."""
     if isinstance(value, bool):
         raise ValueError(f"invalid quantity {value!r}")
     if isinstance(value, int | float):

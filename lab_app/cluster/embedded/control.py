@@ -1,0 +1,76 @@
+"""The controllers' loop: one reconcile pass whenever something changed, and waiting on it.
+
+Kubernetes' controllers are level-triggered: each pass looks at the whole state and moves it
+one step toward the spec, so a pass may run too often but never misses a change. Here every
+part that changes something (a pod's readiness, an ``apply``) calls ``kick()``; the loop runs
+a pass then, or every 0.5 s anyway. ``wait_for`` re-checks its predicate after each pass, so
+``wait_rollout`` and the tests wake exactly when the state may have moved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+from lab_app.cluster.embedded.waiting import wait_event
+
+PERIOD = 0.5  # a pass at least this often, kicked or not
+
+
+class ControlLoop:
+    """Runs ``step()`` after each ``kick()`` (or every ``PERIOD``); a failing step is reported
+    to ``on_error`` and the loop goes on (a controller bug must not stop the cluster)."""
+
+    def __init__(self, step: Callable[[], None], on_error: Callable[[Exception], object]) -> None:
+        self._step = step
+        self._on_error = on_error
+        self._dirty: asyncio.Event | None = None
+        self._changed: asyncio.Event | None = None  # replaced after each pass, then set
+        self._task: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    def prepare(self) -> None:
+        """Create the events (``kick`` and ``wait_for`` work from now on)."""
+        self._dirty, self._changed = asyncio.Event(), asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="zdlab-controllers")
+
+    def kick(self) -> None:
+        if self._dirty is not None:
+            self._dirty.set()
+
+    async def stop(self) -> None:
+        self._stopped = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+
+    async def _run(self) -> None:
+        assert self._dirty is not None
+        while not self._stopped:
+            await wait_event(self._dirty, PERIOD)
+            self._dirty.clear()
+            try:
+                self._step()
+            except Exception as exc:
+                self._on_error(exc)
+            changed, self._changed = self._changed, asyncio.Event()
+            assert changed is not None
+            changed.set()
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:
+        """Return once ``predicate()`` holds, re-checked after every pass (TimeoutError)."""
+        assert self._changed is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            event = self._changed
+            if predicate():
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"condition not met within {timeout:g}s")
+            await wait_event(event, min(remaining, PERIOD))
