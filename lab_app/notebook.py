@@ -113,8 +113,14 @@ def result_row(scenario: str, results: Any, seconds: float | None = None) -> dic
     }
 
 
-async def open_cluster(backend_name: str, **options: Any) -> Any:
+async def open_cluster(backend_name: str, notebook: str | None = None, **options: Any) -> Any:
     """``connect()`` for notebooks: the final cell closes it (``await cluster.close()``).
+
+    ``notebook`` ("05"): the cluster works in namespace ``zdlab-05``, created with Istio's
+    injection label and the Pod Security labels and deleted when the notebook closes its
+    cluster (``keep_namespace=True`` keeps it for inspection). A known state per notebook:
+    nothing a notebook leaves behind (a Deployment, a route) can change what the next one
+    measures. The cluster returned is checked to be the backend asked for.
 
     If a cell fails, the kernel is interrupted, restarted or killed instead, the embedded
     backend's processes still stop: each dies with its parent (``PR_SET_PDEATHSIG``) and a
@@ -124,7 +130,13 @@ async def open_cluster(backend_name: str, **options: Any) -> Any:
     """
     from lab_app.cluster import connect
 
-    return await connect(backend_name, **options)
+    if notebook is not None:
+        options.setdefault("namespace", f"zdlab-{notebook}")
+    cluster = await connect(backend_name, **options)
+    if cluster.backend != backend_name:  # a helper must never fall back to another backend
+        await cluster.close()
+        raise ConfigError(f"asked for backend {backend_name!r}, got {cluster.backend!r}")
+    return cluster
 
 
 def environment_report() -> dict[str, str]:

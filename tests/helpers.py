@@ -7,17 +7,36 @@ too short on a loaded CI machine (flaky) or too long everywhere else (slow).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import psutil
 import yaml
 
+if TYPE_CHECKING:
+    from lab_app.cluster.embedded import EmbeddedCluster
+
 T = TypeVar("T")
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
+#: The original demo on Istio, in the order ``kubectl apply`` takes it: one Deployment behind
+#: the ingress gateway, its DestinationRule and a VirtualService (sidecars injected).
+ISTIO = [
+    "namespace.yaml",
+    "configmap.yaml",
+    "service.yaml",
+    "deployment.yaml",
+    "istio/destinationrule.yaml",
+    "istio/gateway.yaml",
+    "istio/virtualservice.yaml",
+]
+#: Embedded-cluster options of the tests that fault the pods themselves: no sidecars (the
+#: gateway and kube-proxy reach the pods directly) and a crash back-off 20 times shorter.
+NO_SIDECARS: dict[str, Any] = {"sidecar_injection": False, "crash_backoff_scale": 0.05}
 
 
 def wait_until(
@@ -89,3 +108,41 @@ def alive(pids: Iterable[int]) -> list[int]:
         except psutil.Error:
             pass
     return out
+
+
+@contextlib.asynccontextmanager
+async def embedded_cluster(**options: Any) -> AsyncIterator[EmbeddedCluster]:
+    """A started ``EmbeddedCluster(**options)``, closed at the end, with every process it ran
+    checked gone: a leaked Envoy or pod would hold ports and CPU for the tests after it."""
+    from lab_app.cluster.embedded import EmbeddedCluster
+
+    cluster = await EmbeddedCluster.start(**options)
+    try:
+        yield cluster
+    finally:
+        pids = set(cluster.processes().values())
+        await cluster.close()
+        await eventually(lambda: not alive(pids), 10, message="every lab process gone")
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=Stoppable)
+
+
+@contextlib.contextmanager
+def stopping(server: S) -> Iterator[S]:
+    """``server``, stopped at the end however the block ends (a test server's fixture)."""
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

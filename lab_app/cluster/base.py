@@ -41,51 +41,80 @@ class PodInfo:
 
 @runtime_checkable
 class Cluster(Protocol):
-    """A place to roll the demo service out. See ``connect``."""
+    """A place to roll the demo service out. See ``connect``.
 
-    backend: str
+    Both backends implement every method with the same meaning and the same errors;
+    ``tests/contract/`` runs one set of assertions on both (the kubernetes backend against
+    the fake API server of ``tests/kube/``). Every error is a ``LabError`` (``lab_app.errors``):
+    ``ConfigError`` for a bad argument, ``NotFoundError`` for a named object that does not
+    exist, ``ManifestError`` (naming the source and field) for a manifest or a route the
+    cluster refuses, ``RolloutTimeoutError`` / ``ConfigNotSettledError`` (both also
+    ``TimeoutError``) for a deadline, ``ConfigRejectedError`` when a proxy NACKed its config.
+    After ``close()`` every method but ``close()`` raises ``LabError``.
+    """
+
+    backend: str  # "embedded" or "kubernetes": a notebook asserts it got what it asked for
     namespace: str
 
     async def build_image(self, version: str, **options: Any) -> str:
-        """Build the demo service at ``version`` and return an image reference."""
+        """Build the demo service at ``version`` and return an image reference.
+        Raises ``ConfigError`` (unknown version or option), ``LabError`` (the build failed)."""
 
     async def apply(self, source: ManifestSource) -> list[str]:
-        """Create or update resources; returns ``kind/name`` of each applied object."""
+        """Create or update resources (``kubectl apply --server-side``); returns ``kind/name``
+        of each applied object. Raises ``ManifestError`` for an object the API server (or,
+        embedded, istiod's validation) refuses; nothing of a refused batch is applied."""
 
     async def delete(self, source: ManifestSource | str) -> list[str]:
-        """Delete resources given as manifests or as ``kind/name``."""
+        """Delete resources given as manifests or as ``kind/name``; returns what was deleted.
+        An object that does not exist is skipped (``kubectl delete --ignore-not-found``)."""
 
     async def set_image(self, deployment: str, image: str, container: str | None = None) -> None:
-        """What ``kubectl set image`` does: change the pod template, start a rolling update."""
+        """What ``kubectl set image`` does: change the pod template, start a rolling update.
+        Raises ``NotFoundError`` (no such Deployment or container)."""
 
     async def wait_rollout(self, deployment: str, timeout: float = 120.0) -> None:
-        """Return when the Deployment's rollout is complete; raise RolloutTimeoutError."""
+        """``kubectl rollout status``: return when the rollout is complete.
+        Raises ``NotFoundError``, ``RolloutTimeoutError``."""
 
     async def scale(self, deployment: str, replicas: int) -> None:
-        """Set ``spec.replicas``."""
+        """``kubectl scale``: set ``spec.replicas``.
+        Raises ``ConfigError`` (not an integer >= 0), ``NotFoundError``."""
+
+    def deployment_status(self, deployment: str) -> Mapping[str, Any]:
+        """``kubectl get deployment -o yaml``'s status: replicas, updated, ready, available.
+        Raises ``NotFoundError``."""
 
     async def set_weights(self, virtualservice: str, weights: Mapping[str, int]) -> None:
-        """Set the route weights by subset name (make-before-break with the DestinationRule)."""
+        """Set the whole split of every route by subset name (``manifests.routing.reweight``:
+        subsets not named leave the route; make before break with the DestinationRule).
+        Raises ``ConfigError`` (bad weights), ``NotFoundError`` (no such VirtualService),
+        ``ManifestError`` (a subset the DestinationRule does not define, at any weight)."""
 
     async def config_settled(self, timeout: float = 30.0) -> None:
         """Wait until the proxies hold the latest applied config (``istioctl proxy-status``
         SYNCED): Istio applies routing asynchronously, so a request sent right after
-        ``apply`` may still meet the old route, or no listener at all."""
+        ``apply`` may still meet the old route, or no listener at all.
+        Raises ``ConfigNotSettledError`` (timeout), ``ConfigRejectedError`` (a NACK)."""
 
     async def pods(self, selector: Mapping[str, str] | None = None) -> list[PodInfo]:
-        """The pods, optionally filtered by labels."""
+        """The pods, optionally filtered by labels (``kubectl get pods -l``)."""
 
     def events(self, since: float | None = None) -> list[Event]:
         """Events recorded so far (optionally only those after ``since``)."""
 
     def subscribe(self) -> AsyncIterator[Event]:
-        """A live stream of events from now on (for charts)."""
+        """A live stream of events from the call on (for charts); see ``events.EventHub``."""
+
+    def note(self, message: str, obj: str = "lab", **data: Any) -> Event:
+        """Add a ``Note`` event (experiments mark their steps with it)."""
 
     def gateway_url(self) -> str:
         """Base URL of the ingress gateway, e.g. ``http://127.0.0.1:31380``."""
 
     def service_url(self, service: str = DEFAULT_SERVICE) -> str:
-        """Base URL that reaches a Service without Istio (kube-proxy / NodePort path)."""
+        """Base URL that reaches a Service without Istio (kube-proxy / NodePort path).
+        Raises ``LabError`` where there is no such path (a real cluster's ClusterIP)."""
 
     async def proxy_config(self, kind: ProxyConfigKind = "routes", proxy: str = "gateway") -> Any:
         """What ``istioctl proxy-config KIND`` shows for the gateway (or a sidecar)."""
@@ -96,8 +125,11 @@ class Cluster(Protocol):
         """A proxy's Envoy counters and gauges (``/stats?filter=REGEX``), e.g.
         ``upstream_rq_active``: how progressive delivery sees a subset's traffic."""
 
-    async def logs(self, pod: str, tail: int | None = None) -> str:
-        """The pod's container log."""
+    async def logs(self, pod: str, tail: int | None = None, previous: bool = False) -> str:
+        """The pod's app container log (``kubectl logs [--previous]``).
+        Raises ``NotFoundError`` (no such pod), ``ConfigError`` (``previous`` before any
+        restart)."""
 
     async def close(self) -> None:
-        """Stop everything this cluster object started (embedded) or its watches (kubernetes)."""
+        """Stop everything this cluster object started (embedded) or its watches (kubernetes),
+        and delete the namespace it created unless asked to keep it."""

@@ -22,14 +22,12 @@ from lab_app.errors import ConfigError
 def register(subparsers: argparse._SubParsersAction) -> None:
     from lab_app.experiments import EXPERIMENTS
 
+    names = ", ".join(EXPERIMENTS)
     parser = subparsers.add_parser(
         "experiment",
         help="run a rollout experiment under load and report what the clients saw",
-        description=(
-            "Run an experiment on the embedded backend (or ZDLAB_BACKEND): "
-            + ", ".join(EXPERIMENTS)
-            + ". Prints a fortio-style report per load run and the verdict."
-        ),
+        description=f"Run an experiment on the embedded backend (or ZDLAB_BACKEND): {names}. "
+        "Prints a fortio-style report per load run and the verdict.",
     )
     parser.add_argument("name", choices=sorted(EXPERIMENTS), help="the experiment")
     parser.add_argument("--qps", type=float, default=None, help="queries per second on /k8s/demo")

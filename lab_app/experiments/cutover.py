@@ -148,13 +148,8 @@ async def run_subset_cutover(
 
     async def body(s: Session) -> None:
         c = s.cluster
-        v1 = await s.stopper.run(c.build_image("v1"))
-        v2 = await s.stopper.run(c.build_image("v2"))
-        s.step("images built", v1=v1, v2=v2)
-        for doc in docs:
-            await s.stopper.run(c.apply(doc))
-        await s.stopper.run(c.wait_rollout(V1, timeout=120))
-        await s.stopper.run(c.wait_rollout(V2, timeout=120))
+        await s.build_images("v1", "v2")
+        await s.deploy(docs, [V1, V2], timeout=120)
         base = c.gateway_url()
         await wait_http_ok(base + "/k8s/demo", timeout=30, stopper=s.stopper)
         await s.stopper.run(settle(c))

@@ -228,10 +228,7 @@ async def run_progressive(
             manifest("istio/gateway.yaml"),
             vs,
         ]
-        for doc in docs:
-            await s.stopper.run(c.apply(doc))
-        await s.stopper.run(c.wait_rollout(V1, timeout=120))
-        await s.stopper.run(c.wait_rollout(V2, timeout=120))
+        await s.deploy(docs, [V1, V2], timeout=120)
         await s.stopper.run(settle(c))
         await wait_http_ok(c.gateway_url() + "/k8s/demo", timeout=30, stopper=s.stopper)
         s.step("v1 and v2 ready; route: v1 only")
@@ -239,8 +236,7 @@ async def run_progressive(
         if not first.promoted:
             s.result.notes.append(f"v2 was not promoted ({first}); the v3 phase was skipped")
             return
-        await s.stopper.run(c.apply(deployments["deployment-v3.yaml"]))
-        await s.stopper.run(c.wait_rollout(V3, timeout=120))
+        await s.deploy([deployments["deployment-v3.yaml"]], [V3], timeout=120)
         await s.stopper.run(settle(c))
         s.step("v3 (the bad build) ready, no traffic yet", error_rate=error_rate)
         await phase(s, "v2->v3", "version-v2", "version-v3", scale_down_canary=V3)

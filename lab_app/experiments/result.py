@@ -42,10 +42,7 @@ class ExperimentResult:
 
     @property
     def codes(self) -> dict[int, int]:
-        total: Counter[int] = Counter()
-        for r in self.loads.values():
-            total.update(r.codes)
-        return dict(sorted(total.items()))
+        return self._added_up("codes")
 
     @property
     def non_2xx(self) -> int:
@@ -53,16 +50,17 @@ class ExperimentResult:
 
     @property
     def by_version(self) -> dict[str, int]:
-        total: Counter[str] = Counter()
-        for r in self.loads.values():
-            total.update(r.by_version)
-        return dict(sorted(total.items()))
+        return self._added_up("by_version")
 
     @property
     def by_flags(self) -> dict[str, int]:
-        total: Counter[str] = Counter()
+        return self._added_up("by_flags")
+
+    def _added_up(self, counts: str) -> dict[Any, int]:
+        """The load runs' ``counts`` mappings (``codes``, ``by_version``...) added up, by key."""
+        total: Counter[Any] = Counter()
         for r in self.loads.values():
-            total.update(r.by_flags)
+            total.update(getattr(r, counts))
         return dict(sorted(total.items()))
 
     def load(self, label: str) -> Any:

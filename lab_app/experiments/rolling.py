@@ -85,12 +85,8 @@ async def _rolling(
     rollout_timeout: float,
 ) -> None:
     c = s.cluster
-    v1 = await s.stopper.run(c.build_image("v1"))
-    v2 = await s.stopper.run(c.build_image("v2"))
-    s.step("images built", v1=v1, v2=v2)
-    for doc in docs:
-        await s.stopper.run(c.apply(doc))
-    await s.stopper.run(c.wait_rollout(deployment, timeout=rollout_timeout))
+    v2 = (await s.build_images("v1", "v2"))["v2"]
+    await s.deploy(docs, [deployment], timeout=rollout_timeout)
     base = c.gateway_url() if via == "gateway" else c.service_url(APP)
     await wait_http_ok(base + "/k8s/demo", timeout=30, stopper=s.stopper)
     await s.stopper.run(settle(c))
@@ -155,25 +151,11 @@ async def run_naive_rolling_update(
             manifest("istio/gateway.yaml"),
             manifest("istio/virtualservice.yaml"),
         ]
-    conns = c or _connections(qps)
-    params = {"qps": qps, "duration": duration, "via": via, "rollout_at": at, "c": conns}
-    loads = [LoadSpec("demo", "/k8s/demo", qps, conns)]
-
-    async def body(s: Session) -> None:
-        await _rolling(
-            s, docs=docs, deployment=APP, via=via, loads=loads, duration=duration,
-            rollout_at=at, rollout_timeout=90,
-        )  # fmt: skip
-
     scenario = "naive-rolling-update" + ("" if via == "service" else "-gateway")
-    return await run_session(
-        scenario,
-        cluster=cluster,
-        cluster_options={"sidecar_injection": False, **(cluster_options or {})},
-        params=params,
-        stop=stop,
-        body=body,
-    )
+    return await _without_sidecars(
+        scenario, cluster, docs=docs, via=via, qps=qps, duration=duration, rollout_at=at, c=c,
+        cluster_options=cluster_options, stop=stop,
+    )  # fmt: skip
 
 
 async def run_hardened_rolling_update(
@@ -189,18 +171,39 @@ async def run_hardened_rolling_update(
     """``kubectl set image`` on ``deployment.yaml`` under load through kube-proxy: 0 errors."""
     at = _check(qps, duration, rollout_at)
     docs = [manifest("configmap.yaml"), manifest("service.yaml"), manifest("deployment.yaml")]
+    return await _without_sidecars(
+        "hardened-rolling-update", cluster, docs=docs, via="service", qps=qps,
+        duration=duration, rollout_at=at, c=c, cluster_options=cluster_options, stop=stop,
+    )  # fmt: skip
+
+
+async def _without_sidecars(
+    scenario: str,
+    cluster: Cluster | None,
+    *,
+    docs: list[dict[str, Any]],
+    via: str,
+    qps: float,
+    duration: float,
+    rollout_at: float,
+    c: int | None,
+    cluster_options: dict[str, Any] | None,
+    stop: asyncio.Event | None,
+) -> ExperimentResult:
+    """What the naive and the hardened experiments share: the rolling update of ``docs``'
+    Deployment, pods without sidecars, under load on /k8s/demo through ``via``."""
     conns = c or _connections(qps)
-    params = {"qps": qps, "duration": duration, "via": "service", "rollout_at": at, "c": conns}
+    params = {"qps": qps, "duration": duration, "via": via, "rollout_at": rollout_at, "c": conns}
     loads = [LoadSpec("demo", "/k8s/demo", qps, conns)]
 
     async def body(s: Session) -> None:
         await _rolling(
-            s, docs=docs, deployment=APP, via="service", loads=loads, duration=duration,
-            rollout_at=at, rollout_timeout=90,
+            s, docs=docs, deployment=APP, via=via, loads=loads, duration=duration,
+            rollout_at=rollout_at, rollout_timeout=90,
         )  # fmt: skip
 
     return await run_session(
-        "hardened-rolling-update",
+        scenario,
         cluster=cluster,
         cluster_options={"sidecar_injection": False, **(cluster_options or {})},
         params=params,

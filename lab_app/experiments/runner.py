@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from lab_app.cluster import Cluster
+from lab_app.cluster.base import ManifestSource
 from lab_app.experiments.common import Interrupted, Stopper, use_cluster
 from lab_app.experiments.result import ExperimentResult
 
@@ -50,6 +51,21 @@ class Session:
         if note is not None:
             note(action, obj="experiment", **{k: v for k, v in data.items() if k != "t"})
         return entry
+
+    async def build_images(self, *versions: str) -> dict[str, str]:
+        """Build each version's image; one step records them (``v1=<image>, ...``)."""
+        images = {v: await self.stopper.run(self.cluster.build_image(v)) for v in versions}
+        self.step("images built", **images)
+        return images
+
+    async def deploy(
+        self, docs: Iterable[ManifestSource], deployments: Iterable[str], timeout: float
+    ) -> None:
+        """Apply ``docs`` in order, then wait for each of ``deployments`` to roll out."""
+        for doc in docs:
+            await self.stopper.run(self.cluster.apply(doc))
+        for name in deployments:
+            await self.stopper.run(self.cluster.wait_rollout(name, timeout=timeout))
 
     def start_loads(self, base_url: str, specs: list[LoadSpec], duration: float) -> None:
         from lab_app.load import start_load

@@ -18,13 +18,15 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
-from lab_app.load.options import MAX_DURATION_S, make_options
-from lab_app.load.results import is_success
-from lab_app.load.runner import LoadRun, run_load
+from lab_app.load.options import MAX_DURATION_S, LoadParams, make_options
+from lab_app.load.records import is_success
+from lab_app.load.runner import LoadRun, run_options
 
 PROGRESS_EVERY_S = 5.0
+#: make_options' parameters whose fortio flag has another name (-max-duration is max_duration)
+_FLAG = {"duration": "t", "percentiles": "p", "headers": "H"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -108,23 +110,10 @@ def _check_writable(path_text: str) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    options = make_options(
-        args.url,
-        qps=args.qps,
-        c=args.c,
-        duration=args.t,
-        n=args.n,
-        uniform=args.uniform,
-        jitter=args.jitter,
-        nocatchup=args.nocatchup,
-        timeout=args.timeout,
-        percentiles=args.p,
-        label=args.label,
-        headers=_headers(args.H),
-        engine=args.engine,
-        max_duration=args.max_duration,
-        fortio_retry=args.fortio_retry,
-    )
+    # Every make_options parameter has its flag (fortio's name): they pass by name.
+    params = {key: getattr(args, _FLAG.get(key, key)) for key in LoadParams.__annotations__}
+    params["headers"] = _headers(args.H)
+    options = make_options(args.url, **cast(LoadParams, params))
     json_to_stdout = args.json == "-"
     if args.json and not json_to_stdout:
         _check_writable(args.json)
@@ -158,24 +147,8 @@ def _main(args: argparse.Namespace) -> int:
         print(run.results.starting_line(), file=report, flush=True)
         return progress(run)
 
-    kwargs = {
-        "qps": options.qps,
-        "c": options.c,
-        "duration": options.duration,
-        "n": options.n,
-        "uniform": options.uniform,
-        "jitter": options.jitter,
-        "nocatchup": options.nocatchup,
-        "timeout": options.timeout,
-        "percentiles": options.percentiles,
-        "label": options.label,
-        "headers": dict(options.headers),
-        "engine": options.engine,
-        "max_duration": options.max_duration,
-        "fortio_retry": options.fortio_retry,
-    }
     # our own SIGINT handler (installed in on_start) stops the run and remembers the interrupt
-    results = run_load(options.url, on_start=on_start, stop_on_sigint=False, **kwargs)
+    results = run_options(options, on_start=on_start, stop_on_sigint=False)
     if results.stopped_early:
         print("zdlab load: interrupted, partial results follow", file=sys.stderr)
     body = results.summary().split("\n", 1)[1]  # the starting line was printed at the start

@@ -25,31 +25,15 @@ import asyncio
 import contextlib
 import socket
 import time
-from array import array
-from collections import Counter
 from typing import cast
 
 import h11
 
 from lab_app.load.options import LoadOptions
-from lab_app.load.records import OTHER, REFUSED, RESET, RESET_REUSED, TIMEOUT
+from lab_app.load.records import OTHER, REFUSED, RESET, TIMEOUT
+from lab_app.load.worker_client import USER_AGENT, RequestError, WorkerClient, request_failure
 
-USER_AGENT = "zdlab-load/0.1 (fortio-compatible)"
-
-
-class RequestError(Exception):
-    """A request that got no HTTP response; ``kind`` is one of the records' error classes.
-
-    ``reused`` is True when it failed on a reused keep-alive socket before the first response
-    byte: the case fortio's fast client retries once (see ``fortio_retry``).
-    """
-
-    __slots__ = ("kind", "reused")
-
-    def __init__(self, kind: int, detail: str = "", *, reused: bool = False) -> None:
-        super().__init__(detail)
-        self.kind = kind
-        self.reused = reused
+__all__ = ["USER_AGENT", "H11Client", "RequestError"]
 
 
 _RESPONSE = h11.Response
@@ -168,39 +152,26 @@ class _Connection(asyncio.Protocol):
             waiter.set_exception(error)
 
 
-class H11Client:
+class H11Client(WorkerClient):
     """A worker's HTTP client: a prepared GET, one connection at a time.
 
     No retries unless ``options.fortio_retry`` (then fortio's one retry of a reused socket that
-    failed before the first response byte). Besides the last response it keeps what fortio's
-    JSON reports per connection: ``sockets`` opened, ``connect_times`` (seconds, one per
-    attempt, failed ones included, as fortio's ``ConnectionStats``) and ``ip_counts``.
+    failed before the first response byte: ``WorkerClient.fetch``).
     """
 
     def __init__(self, options: LoadOptions, socket_serial: list[int]) -> None:
+        super().__init__(options, socket_serial)
         target = options.target
         self._host = target.host
         self._port = target.port
         self._timeout = options.timeout
-        self._fortio_retry = options.fortio_retry
         headers = [("Host", target.host_header), ("User-Agent", USER_AGENT)]
         headers.extend(options.headers)
         self._request = h11.Request(method="GET", target=target.path, headers=headers)
         self._end = h11.EndOfMessage()
-        self._serial = socket_serial  # shared across workers: a run-wide socket number
         self._loop = asyncio.get_running_loop()
         self._proto: _Connection | None = None
         self._all: list[_Connection] = []
-        self.sockets = 0
-        self.conn_id = -1
-        self.status = 0
-        self.version = ""
-        self.flags = ""
-        self.size = 0
-        self.hsize = 0
-        self.retried_reused = 0  # requests retried on a new socket (fortio_retry only)
-        self.connect_times = array("d")
-        self.ip_counts: Counter[str] = Counter()
 
     async def _connect(self, deadline: float) -> _Connection:
         loop = self._loop
@@ -221,13 +192,7 @@ class H11Client:
             raise RequestError(OTHER, f"connect failed: {exc}") from None
         finally:
             self.connect_times.append(time.perf_counter() - began)
-        peer = transport.get_extra_info("peername")
-        if isinstance(peer, tuple) and len(peer) >= 2:
-            host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
-            self.ip_counts[f"{host}:{peer[1]}"] += 1
-        self.sockets += 1
-        self.conn_id = self._serial[0]
-        self._serial[0] += 1
+        self._socket_opened(transport.get_extra_info("peername"))
         self._all.append(proto)
         if len(self._all) > 8:  # keep only the ones whose close we may still await
             self._all = [p for p in self._all if not p.closed.done()]
@@ -236,20 +201,6 @@ class H11Client:
     def _on_timeout(self, waiter: asyncio.Future[None]) -> None:
         if not waiter.done():
             waiter.set_exception(RequestError(TIMEOUT, "no response within the timeout"))
-
-    async def fetch(self) -> None:
-        """Send one GET, wait for the whole response; a transport error raises RequestError.
-
-        With ``fortio_retry`` a reused socket that fails before the first response byte is
-        closed and the request sent once more on a new socket, as fortio's fast client does.
-        """
-        try:
-            await self._attempt()
-        except RequestError as exc:
-            if not (self._fortio_retry and exc.reused):
-                raise
-            self.retried_reused += 1
-            await self._attempt()  # on a new socket: _attempt dropped the dead one
 
     async def _attempt(self) -> None:
         loop = self._loop
@@ -274,14 +225,11 @@ class H11Client:
         try:
             await waiter
         except RequestError as exc:
-            self._drop()
-            if reused and proto.got == 0 and exc.kind in (RESET, TIMEOUT):
-                # RESET here is the keep-alive race: the server closed a socket it had used just
-                # as this request went out; its own class, so the lab can show what fortio
-                # hides. A timeout stays a timeout, but fortio retries it too (err at first read).
-                kind = RESET_REUSED if exc.kind == RESET else TIMEOUT
-                raise RequestError(kind, f"reused keep-alive socket: {exc}", reused=True) from None
-            raise
+            self._drop()  # the next attempt (fortio_retry's, or the next request) opens a new one
+            before_response = reused and proto.got == 0
+            raise request_failure(
+                exc.kind, str(exc), reused_before_response=before_response
+            ) from None
         except asyncio.CancelledError:
             self._drop()
             raise

@@ -23,15 +23,13 @@ import importlib.util
 import ssl
 import sys
 import time
-from array import array
-from collections import Counter
 from typing import Any
 
 import httpx
 
-from lab_app.load.engine_h11 import USER_AGENT, RequestError
 from lab_app.load.options import LoadOptions
-from lab_app.load.records import OTHER, REFUSED, RESET, RESET_REUSED, TIMEOUT
+from lab_app.load.records import OTHER, REFUSED, RESET, TIMEOUT
+from lab_app.load.worker_client import USER_AGENT, WorkerClient, request_failure
 
 # httpcore imports the optional ``sniffio`` inside a per-request function; when it is not
 # installed (anyio >= 4.11 stopped depending on it) every request pays a failed import
@@ -75,13 +73,13 @@ def classify(exc: BaseException) -> int:
     return OTHER
 
 
-class HttpxClient:
-    """A worker's client on httpx: same attributes as H11Client."""
+class HttpxClient(WorkerClient):
+    """A worker's client on httpx: same attributes as H11Client (both are WorkerClients)."""
 
     def __init__(self, options: LoadOptions, socket_serial: list[int]) -> None:
+        super().__init__(options, socket_serial)
         target = options.target
         timeout = options.timeout
-        self._fortio_retry = options.fortio_retry
         self._transport = httpx.AsyncHTTPTransport(
             verify=_ssl_context(),
             retries=0,
@@ -98,20 +96,9 @@ class HttpxClient:
                 "trace": self._trace,
             },
         )
-        self._serial = socket_serial
         self._connect_began = 0.0
         self._connected = False  # a connect_tcp happened during the current attempt
         self._headers_done = False  # the current attempt's response headers were read
-        self.sockets = 0
-        self.conn_id = -1
-        self.status = 0
-        self.version = ""
-        self.flags = ""
-        self.size = 0
-        self.hsize = 0
-        self.retried_reused = 0
-        self.connect_times = array("d")
-        self.ip_counts: Counter[str] = Counter()
 
     async def _trace(self, event_name: str, info: dict[str, Any]) -> None:
         if event_name == "connection.connect_tcp.started":
@@ -120,31 +107,16 @@ class HttpxClient:
             self._connect_began = time.perf_counter()
         elif event_name == "connection.connect_tcp.complete":
             self.connect_times.append(time.perf_counter() - self._connect_began)
-            self.sockets += 1
-            self.conn_id = self._serial[0]
-            self._serial[0] += 1
             stream = info.get("return_value")
             try:
                 peer = stream.get_extra_info("server_addr") if stream is not None else None
             except Exception:  # a backend without the key: the count is only informative
                 peer = None
-            if isinstance(peer, tuple) and len(peer) >= 2:
-                host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
-                self.ip_counts[f"{host}:{peer[1]}"] += 1
+            self._socket_opened(peer)
         elif event_name == "connection.connect_tcp.failed":
             self.connect_times.append(time.perf_counter() - self._connect_began)
         elif event_name == "http11.receive_response_headers.complete":
             self._headers_done = True
-
-    async def fetch(self) -> None:
-        """One GET; with ``fortio_retry`` a dead reused socket gets fortio's one retry."""
-        try:
-            await self._attempt()
-        except RequestError as exc:
-            if not (self._fortio_retry and exc.reused):
-                raise
-            self.retried_reused += 1
-            await self._attempt()  # httpcore closed the failed connection: this opens a new one
 
     async def _attempt(self) -> None:
         self._connected = False
@@ -156,12 +128,12 @@ class HttpxClient:
             finally:
                 await response.aclose()
         except (httpx.HTTPError, OSError) as exc:
-            kind = classify(exc)
-            reused = not self._connected and not self._headers_done
-            if reused and kind == RESET:
-                msg = f"reused keep-alive socket: {exc}"
-                raise RequestError(RESET_REUSED, msg, reused=True) from None
-            raise RequestError(kind, str(exc), reused=reused and kind == TIMEOUT) from None
+            # httpcore closed the failed connection: fortio_retry's attempt opens a new one.
+            # "Before the first response byte" is approximated by "before the headers" here.
+            before_response = not self._connected and not self._headers_done
+            raise request_failure(
+                classify(exc), str(exc), reused_before_response=before_response
+            ) from None
         headers = response.headers
         self.status = response.status_code
         self.version = headers.get("x-app-version", "")

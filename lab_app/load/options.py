@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, cast
+from typing import Literal, TypedDict, cast
 from urllib.parse import urlsplit
 
 from lab_app.errors import ConfigError
@@ -190,6 +190,26 @@ class LoadOptions:
         if self.engine == "auto":
             return "h11" if self.target.scheme == "http" else "httpx"
         return self.engine
+
+
+class LoadParams(TypedDict, total=False):
+    """The keyword arguments of :func:`make_options`, hence of ``start_load`` and ``run_load``
+    (``**params: Unpack[LoadParams]``): fortio's flags, listed once. Defaults: make_options."""
+
+    qps: float | str
+    c: int | str
+    duration: float | str | None
+    n: int | str
+    uniform: bool
+    jitter: bool
+    nocatchup: bool
+    timeout: float | str
+    percentiles: str | Sequence[float] | None
+    label: str
+    headers: Mapping[str, str] | Sequence[tuple[str, str]] | None
+    engine: str
+    max_duration: float | str
+    fortio_retry: bool
 
 
 def _number(value: object, name: str) -> float:

@@ -30,6 +30,11 @@ ERROR_NAMES = ("", "refused", "reset", "timeout", "other", "reset_reused", "canc
 ERROR_CLASSES = ERROR_NAMES[1:]
 
 
+def is_success(code: int) -> bool:
+    """fortio's rule: 2xx and 418 are OK, everything else (and -1) is an error."""
+    return 200 <= code < 300 or code == 418
+
+
 class Record(NamedTuple):
     """One request, as a live consumer sees it (wall-clock times in seconds)."""
 
@@ -53,6 +58,15 @@ class Record(NamedTuple):
     def corrected_latency(self) -> float:
         """Seconds from the *scheduled* send to the end (wrk2's coordinated-omission correction)."""
         return self.ended - self.scheduled
+
+
+def _intern(names: list[str], index: dict[str, int], value: str) -> int:
+    """``value``'s number in ``names`` (appended the first time it is seen)."""
+    number = index.get(value)
+    if number is None:
+        number = index[value] = len(names)
+        names.append(value)
+    return number
 
 
 class RequestLog:
@@ -99,18 +113,12 @@ class RequestLog:
         return len(self.end)
 
     def intern_version(self, value: str) -> int:
-        index = self.version_index.get(value)
-        if index is None:
-            index = self.version_index[value] = len(self.version_names)
-            self.version_names.append(value)
-        return index
+        """The small int stored in ``ver`` for an x-app-version value."""
+        return _intern(self.version_names, self.version_index, value)
 
     def intern_flags(self, value: str) -> int:
-        index = self.flag_index.get(value)
-        if index is None:
-            index = self.flag_index[value] = len(self.flag_names)
-            self.flag_names.append(value)
-        return index
+        """The small int stored in ``flag`` for an x-envoy-flags value."""
+        return _intern(self.flag_names, self.flag_index, value)
 
     def append(
         self,

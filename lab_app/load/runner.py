@@ -28,14 +28,15 @@ import signal
 import threading
 import time
 from array import array
-from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping
+from typing import Any, Unpack
 
 from lab_app.errors import ConfigError
-from lab_app.load.engine_h11 import H11Client, RequestError
-from lab_app.load.options import MAX_DURATION_S, LoadOptions, make_options
+from lab_app.load.engine_h11 import H11Client
+from lab_app.load.options import LoadOptions, LoadParams, make_options
 from lab_app.load.records import CANCELLED, Record, RequestLog
 from lab_app.load.results import LoadResults
+from lab_app.load.worker_client import RequestError, WorkerClient
 
 _LAG_INTERVAL_S = 0.02
 
@@ -131,7 +132,7 @@ class LoadRun:
         self._skipped = 0  # nocatchup: scheduled slots skipped, never sent
         self._finished = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
-        self._clients: list[Any] = []
+        self._clients: list[WorkerClient] = []
         self._socket_serial = [0]
         self._lag = LagMonitor(self.perf0)
         self._end_perf: float | None = None
@@ -245,7 +246,7 @@ class LoadRun:
             ip_counts=_merge_counts(client.ip_counts for client in self._clients),
         )
 
-    def _make_client(self) -> Any:
+    def _make_client(self) -> WorkerClient:
         if self.options.resolved_engine == "httpx":
             from lab_app.load.engine_httpx import HttpxClient
 
@@ -325,7 +326,9 @@ class LoadRun:
         except asyncio.CancelledError:
             await closes
 
-    async def _worker(self, w: int, client: Any, start: float, end: float, quota: int) -> None:
+    async def _worker(
+        self, w: int, client: WorkerClient, start: float, end: float, quota: int
+    ) -> None:
         opts = self.options
         perf = time.perf_counter
         sleep = asyncio.sleep
@@ -385,8 +388,7 @@ class LoadRun:
                 raise
             except RequestError as exc:
                 ended = perf()
-                append(sched - perf0, sent - perf0, ended - perf0, -1, exc.kind, 0, 0, w,
-                       client.conn_id, 0, 0)  # fmt: skip
+                code, err, ver, flag, size, hsize = -1, exc.kind, 0, 0, 0, 0
             else:
                 ended = perf()
                 version = client.version
@@ -395,32 +397,18 @@ class LoadRun:
                 flags = client.flags
                 if flags != last_flags:  # Envoy writes "-" for "no flags": keep it as none
                     last_flags, last_flag = flags, intern_flags("" if flags == "-" else flags)
-                append(sched - perf0, sent - perf0, ended - perf0, client.status, 0, last_ver,
-                       last_flag, w, client.conn_id, client.size, client.hsize)  # fmt: skip
+                code, err, ver, flag = client.status, 0, last_ver, last_flag
+                size, hsize = client.size, client.hsize
+            append(sched - perf0, sent - perf0, ended - perf0, code, err, ver, flag, w,
+                   client.conn_id, size, hsize)  # fmt: skip
             count += 1
             i += 1
 
 
-def start_load(
-    url: str,
-    *,
-    qps: float | str = 8.0,
-    c: int | str = 4,
-    duration: float | str | None = 5.0,
-    n: int | str = 0,
-    uniform: bool = False,
-    jitter: bool = False,
-    nocatchup: bool = False,
-    timeout: float | str = 3.0,
-    percentiles: str | Sequence[float] | None = None,
-    label: str = "",
-    headers: Mapping[str, str] | None = None,
-    engine: str = "auto",
-    max_duration: float | str = MAX_DURATION_S,
-    fortio_retry: bool = False,
-) -> LoadRun:
+def start_load(url: str, **params: Unpack[LoadParams]) -> LoadRun:
     """Start a load run on the current event loop and return its handle at once.
 
+    The keyword arguments are :func:`~lab_app.load.options.make_options`' (defaults there).
     fortio's semantics: ``qps`` in total over ``c`` keep-alive connections (0 = as fast as
     possible), for ``duration`` (seconds or "30s"/"1m"; 0 = until stopped, capped at
     ``max_duration``) or exactly ``n`` calls. Raises ConfigError before any request on bad input.
@@ -428,24 +416,7 @@ def start_load(
     byte is counted (error class ``reset_reused``); ``fortio_retry=True`` retries it once on a
     new socket as fortio's fast client does, and counts those in ``results.retried_reused``.
     """
-    options = make_options(
-        url,
-        qps=qps,
-        c=c,
-        duration=duration,
-        n=n,
-        uniform=uniform,
-        jitter=jitter,
-        nocatchup=nocatchup,
-        timeout=timeout,
-        percentiles=percentiles,
-        label=label,
-        headers=headers,
-        engine=engine,
-        max_duration=max_duration,
-        fortio_retry=fortio_retry,
-    )
-    return LoadRun(options)
+    return LoadRun(make_options(url, **params))
 
 
 def _merge_counts(counters: Iterator[Mapping[str, int]]) -> dict[str, int]:
@@ -461,14 +432,25 @@ def run_load(
     *,
     on_start: Callable[[LoadRun], Any] | None = None,
     stop_on_sigint: bool = True,
-    **kwargs: Any,
+    **params: Unpack[LoadParams],
 ) -> LoadResults:
     """Run load to completion in a fresh event loop (scripts); Ctrl-C stops it with partial results.
 
     Takes the same keyword arguments as :func:`start_load`. ``on_start(run)`` may return a
     coroutine, which runs alongside (e.g. a progress printer) and is cancelled at the end.
     """
-    options = make_options(url, **kwargs)  # validate before creating a loop
+    options = make_options(url, **params)  # validate before creating a loop
+    return run_options(options, on_start=on_start, stop_on_sigint=stop_on_sigint)
+
+
+def run_options(
+    options: LoadOptions,
+    *,
+    on_start: Callable[[LoadRun], Any] | None = None,
+    stop_on_sigint: bool = True,
+) -> LoadResults:
+    """:func:`run_load` for options already checked (``zdlab load`` checks them before it
+    opens its JSON output)."""
 
     async def main() -> LoadResults:
         run = LoadRun(options)

@@ -31,6 +31,17 @@ DELAY_RETRY_MAX_SECONDS = 10.0
 FULLGC_MAX_SECONDS = 60.0
 
 
+def _seconds(most: float, description: str) -> Any:
+    """A ``seconds`` query parameter from 0 to ``most``: a NaN or an infinite sleep would
+    never end (or fail inside asyncio), so those are refused with 422 like any bad value."""
+    return Query(ge=0, le=most, allow_inf_nan=False, description=description)
+
+
+LongTaskSeconds = Annotated[float, _seconds(LONGTASK_MAX_SECONDS, "work time")]
+PauseSeconds = Annotated[float, _seconds(FULLGC_MAX_SECONDS, "pause length")]
+DelaySeconds = Annotated[float, _seconds(DELAY_RETRY_MAX_SECONDS, "delay")]
+
+
 class VersionInfo(BaseModel):
     version: str
     pod: str
@@ -187,12 +198,7 @@ def create_app(
         response_model=TaskStatus,
         responses={500: {"model": TaskStatus, "description": "no worker free within 11 s"}},
     )
-    async def long_task(
-        seconds: Annotated[
-            float,
-            Query(ge=0, le=LONGTASK_MAX_SECONDS, allow_inf_nan=False, description="work time"),
-        ] = 10.0,
-    ) -> Any:
+    async def long_task(seconds: LongTaskSeconds = 10.0) -> Any:
         """Works ``seconds`` on a pool of LONGTASK_WORKERS; 500 if the pool stays saturated."""
         try:
             async with asyncio.timeout(longtask_queue_timeout):
@@ -251,12 +257,7 @@ def create_app(
         return PlainTextResponse(f"OK - {version} {what}: RSS {rss_mib():.0f} MiB, {until}")
 
     @app.get("/k8s/fullgc", response_model=Pause, dependencies=faults, responses=_FORBIDDEN)
-    async def full_gc(
-        seconds: Annotated[
-            float,
-            Query(ge=0, le=FULLGC_MAX_SECONDS, allow_inf_nan=False, description="pause length"),
-        ] = config.fullgc_seconds,
-    ) -> Pause:
+    async def full_gc(seconds: PauseSeconds = config.fullgc_seconds) -> Pause:
         """A stop-the-world pause: blocks the event loop, so every request waits."""
         paused = stop_the_world(seconds)
         return Pause(requested_seconds=seconds, paused_seconds=round(paused, 4))
@@ -277,12 +278,7 @@ def create_app(
         dependencies=faults,
         responses=_RETRY_RESPONSES,
     )
-    async def delay_retry(
-        seconds: Annotated[
-            float,
-            Query(ge=0, le=DELAY_RETRY_MAX_SECONDS, allow_inf_nan=False, description="delay"),
-        ] = 1.0,
-    ) -> PlainTextResponse:
+    async def delay_retry(seconds: DelaySeconds = 1.0) -> PlainTextResponse:
         """Like /k8s/retry after a delay (its own counter)."""
         await asyncio.sleep(seconds)
         return retry_answer(delay_retry_cycle)

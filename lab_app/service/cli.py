@@ -28,6 +28,12 @@ def _port(text: str) -> int:
     return port
 
 
+def command(port: int, host: str = "127.0.0.1") -> list[str]:
+    """The argv that runs the service as a process of its own: what the embedded kubelet
+    starts as a pod's container, and what the service's tests start."""
+    return [sys.executable, "-m", "lab_app.service", "--host", host, "--port", str(port)]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,18 +12,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "load"))
 
 from target_server import TargetServer
 
+from tests import helpers
+
 
 @pytest.fixture(scope="module")
 def chart_server() -> Iterator[TargetServer]:
-    srv = TargetServer("v1")
-    try:
+    with helpers.stopping(TargetServer("v1")) as srv:
         yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -5,7 +5,6 @@ that must find no cluster."""
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,15 +15,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "kube"))
 
 from kube_apiserver import FakeApiServer, kubeconfig_text
 
+from tests import helpers
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def closed_port() -> int:
     """A loopback TCP port nothing listens on: bound, never listened on, then released."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return helpers.closed_port()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import psutil
 
-from tests.helpers import alive, eventually, manifest  # noqa: F401 (re-exported to the tests)
+from tests.helpers import ISTIO, alive, eventually, manifest  # noqa: F401 (re-exported)
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,19 +17,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from cluster_testlib import APP, ROOT, alive, eventually, manifest
+from cluster_testlib import APP, ISTIO, ROOT, alive, eventually, manifest
 
 from lab_app.cluster.embedded import EmbeddedCluster
-
-ISTIO = [
-    "namespace.yaml",
-    "configmap.yaml",
-    "service.yaml",
-    "deployment.yaml",
-    "istio/destinationrule.yaml",
-    "istio/gateway.yaml",
-    "istio/virtualservice.yaml",
-]
 
 
 async def _start_with_sidecars() -> EmbeddedCluster:

@@ -10,7 +10,13 @@ import yaml
 from cluster_testlib import APP, MANIFESTS, container, descendants, manifest
 
 from lab_app.cluster.embedded import EmbeddedCluster
-from lab_app.errors import ConfigError, EnvoyNotFoundError, ManifestError, PortInUseError
+from lab_app.errors import (
+    ConfigError,
+    EnvoyNotFoundError,
+    ManifestError,
+    NotFoundError,
+    PortInUseError,
+)
 
 
 def _write(tmp_path: Path, name: str, doc: dict) -> Path:
@@ -54,8 +60,8 @@ async def test_typo_unknown_kind_bad_image_are_refused_atomically(
     with pytest.raises(ManifestError):
         await c.apply(both)
     await _only_base_processes(c)
-    with pytest.raises(ConfigError):
-        await c.delete("configmap/cluster")  # it was never stored
+    # it was never stored: skipped, as `kubectl delete --ignore-not-found` (tests/contract)
+    assert await c.delete("configmap/cluster") == []
 
 
 async def test_routes_and_weights_are_checked_against_the_destination_rule(
@@ -84,13 +90,12 @@ async def _routes_and_weights_are_checked(c: EmbeddedCluster, tmp_path: Path) ->
         await c.set_weights(APP, {"version-v1": 50, "version-v9": 50})
     assert "version-v9" in str(err.value) and "virtualservice-v1-v2.yaml" in str(err.value)
     assert err.value.field.startswith("spec.http[0]")
-    with pytest.raises(ManifestError) as err:
+    # a bad argument is a ConfigError on both backends (lab_app.manifests.routing)
+    with pytest.raises(ConfigError, match="all weights are 0"):
         await c.set_weights(APP, {"version-v1": 0, "version-v2": 0})
-    assert "all 0" in str(err.value) and err.value.field == "spec.http[0].route[*].weight"
-    with pytest.raises(ManifestError) as err:
+    with pytest.raises(ConfigError, match=r"weights\['version-v1'\] = 120 is outside 0..100"):
         await c.set_weights(APP, {"version-v1": 120})
-    assert err.value.field == "weights['version-v1']"
-    with pytest.raises(ConfigError):
+    with pytest.raises(NotFoundError, match="virtualservice/no-such-vs not found"):
         await c.set_weights("no-such-vs", {"version-v1": 100})
     # break before make is refused too: the DR still backs the VirtualService's subsets
     with pytest.raises(ManifestError):

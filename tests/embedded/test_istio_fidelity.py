@@ -124,8 +124,8 @@ async def test_strict_routes_refuses_and_settle_times_out_like_kube() -> None:
         assert err.value.field == "spec.http[0].route[0].destination.subset"
         assert "version-v4" in str(err.value)
         assert warnings_of(c, t0) == []
-        with pytest.raises(ConfigError):
-            await c.delete(f"virtualservice/{APP}")  # it was never stored
+        # it was never stored: skipped, as `kubectl delete --ignore-not-found` (tests/contract)
+        assert await c.delete(f"virtualservice/{APP}") == []
         await c.apply(vs_to("version-v1"))
         with pytest.raises(ManifestError):
             await c.delete(f"destinationrule/{APP}")  # break before make

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,10 +79,19 @@ def _alive(p: psutil.Process) -> bool:
         return False
 
 
-def test_cli_rejects_flags_of_other_experiments() -> None:
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["hardened-rolling-update", "--via", "gateway"], "--via is for naive-rolling-update"),
+        # a bad value fails before anything starts
+        (["sidecar-rolling-update", "--drain-setting", "drain-duration=soon"],
+         "drain-duration=SECONDS"),
+    ],
+    ids=["flag-of-another-experiment", "bad-drain-setting"],
+)  # fmt: skip
+def test_cli_refuses_bad_flags_before_starting(argv: list[str], message: str) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "lab_app.cli", "experiment", "hardened-rolling-update",
-         "--via", "gateway"],
+        [sys.executable, "-m", "lab_app.cli", "experiment", *argv],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert run.returncode == 2 and "--via is for naive-rolling-update" in run.stderr
+    assert run.returncode == 2 and message in run.stderr, run.stderr

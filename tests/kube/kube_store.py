@@ -21,7 +21,14 @@ behaviour the lab's backend depends on, each imitating upstream:
   ``history`` events (etcd compaction), and a watch from a version older than that gets
   ``410 Gone`` reason ``Expired`` "too old resource version", as an ``ERROR`` event in a
   200 stream (the watch cache's way) or, with ``gone_as="status"``, as the HTTP answer;
-* **lists** carry the current resourceVersion; label and field selectors (``=``, ``!=``).
+* **lists** carry the current resourceVersion; label and field selectors (``=``, ``!=``);
+* **pod logs** (``GET pods/NAME/log``, text): the text a test gave with ``set_log``,
+  ``tailLines``, ``container`` (required when the pod has several; 400 otherwise, as
+  upstream), ``previous=true`` served only when the container's status has a
+  ``lastState.terminated`` with a containerID, else the kubelet's 400 "previous terminated
+  container "C" in pod "P" not found";
+* **namespace deletion** removes everything in the namespace (the namespace controller's
+  work, done at once here).
 
 Tests drive the rest of the world (kubelet, controllers) with ``put``/``write_status``/
 ``delete``, and the network with ``hold_watches``/``release_watches``/``drop_watches``.
@@ -42,6 +49,7 @@ from typing import Any
 import yaml
 from kube_apiserver import Recorded, Reply, Stream
 from kube_fields import FieldManagers, changed_paths, merge_patch, selected
+from kube_podlog import PodLogs
 
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
@@ -148,6 +156,7 @@ class ObjectStore:
         self._flowing = threading.Event()  # cleared by hold_watches
         self._flowing.set()
         self._closed = False
+        self.logs = PodLogs()  # what the kubelets would answer for pods/NAME/log
         self.expired: list[str] = []  # resourceVersions answered 410, for assertions
         self.bookmarks: list[tuple[str, int]] = []  # (plural, version) sent, for assertions
 
@@ -185,6 +194,11 @@ class ObjectStore:
         key = self._key(plural, namespace, name)
         with self._cond:
             self._remove(key)
+
+    def set_log(self, pod: str, text: str, **options: Any) -> None:
+        """What the kubelet logged for ``pod`` (``kube_podlog.PodLogs.set``)."""
+        with self._cond:
+            self.logs.set(pod, text, **options)
 
     def compact(self) -> None:
         """Forget every change so far (etcd compaction): older watches get 410 Gone."""
@@ -224,7 +238,7 @@ class ObjectStore:
             return Reply(200, self._list(target, query))
         with self._cond:
             if request.method == "GET":
-                return self._read(target)
+                return self._read(target, query)
             if request.method == "DELETE":
                 return self._delete(target)
             body = request.body
@@ -276,12 +290,14 @@ class ObjectStore:
             "items": items,
         }
 
-    def _read(self, target: Target) -> Reply:
+    def _read(self, target: Target, query: dict[str, str]) -> Reply:
         obj = self._objects.get(self._key(target.plural, target.namespace, target.name))
         if obj is None:
             return self._not_found(target)
         if target.sub == "scale":
             return Reply(200, self._scale_of(obj))
+        if target.sub == "log" and target.plural == "pods":
+            return self.logs.answer(target.namespace, obj, query)
         return Reply(200, copy.deepcopy(obj))
 
     @staticmethod
@@ -299,6 +315,10 @@ class ObjectStore:
         key = self._key(target.plural, target.namespace, target.name)
         if key not in self._objects:
             return self._not_found(target)
+        if target.plural == "namespaces":  # the namespace controller empties it first
+            for inner in [k for k in self._objects if k[1] == target.name]:
+                self._remove(inner)
+            self.logs.forget(target.name)
         self._remove(key)
         return Reply(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
 

@@ -385,7 +385,7 @@ async def test_weights_not_seen_in_the_gateway_are_reported(cluster, fake_api):
     )
     fake_api.on("GET", "/api/v1/namespaces/istio-system/pods", {"items": []})
     before = time.time()
-    await cluster._await_push("weights", before, {"virtualservice": APP}, timeout=1)
+    await cluster._gateway_sync.await_push("weights", before, {"virtualservice": APP}, timeout=1)
     (note,) = cluster.events(since=before)
     assert (note.kind, note.obj) == (EventKind.NOTE, "proxy/gateway")
     assert "not seen in the gateway within 1 s (no ready ingress gateway pod" in note.message

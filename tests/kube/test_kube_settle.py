@@ -9,9 +9,9 @@ import pytest
 from kube_apiserver import Reply, not_found
 
 from lab_app.cluster.kube import KubeCluster
-from lab_app.cluster.kube.cluster import ConfigNotSettledError
 from lab_app.cluster.kube.proxy import DUMP_TYPES, shared_view
 from lab_app.cluster.kube.settle import expected_shares, route_shares, settle_problem
+from lab_app.errors import ConfigNotSettledError
 
 NS = "zdlab"
 FQDN = "zero-downtime-rollingupdate.zdlab.svc.cluster.local"

@@ -129,12 +129,18 @@ def test_missing_subset_is_refused_and_named():
     assert "version-v1, version-v2" in message
 
 
-def test_zero_weight_to_a_missing_subset_is_dropped_not_refused():
+def test_a_missing_subset_is_refused_even_at_weight_zero():
+    """One rule for both backends (lab_app.manifests.routing.reweight): a named subset must
+    exist, whatever its weight; leave it out of the mapping to drop it from the route."""
+    with pytest.raises(LabError, match="'version-v3' is not defined"):
+        weights_patch(
+            virtualservice(),
+            [destinationrule(("version-v1",))],
+            {"version-v1": 100, "version-v3": 0},
+            "zdlab",
+        )
     patch = weights_patch(
-        virtualservice(),
-        [destinationrule(("version-v1",))],
-        {"version-v1": 100, "version-v3": 0},
-        "zdlab",
+        virtualservice(), [destinationrule(("version-v1",))], {"version-v1": 100}, "zdlab"
     )
     assert [r["destination"]["subset"] for r in patch["spec"]["http"][0]["route"]] == ["version-v1"]
 
@@ -143,7 +149,7 @@ def test_fqdn_host_matches_a_short_destinationrule_host():
     vs = virtualservice("zero-downtime-rollingupdate.zdlab.svc.cluster.local")
     patch = weights_patch(vs, [destinationrule()], {"version-v1": 10, "version-v2": 90}, "zdlab")
     assert len(patch["spec"]["http"][0]["route"]) == 2
-    with pytest.raises(LabError, match="no DestinationRule for this host"):
+    with pytest.raises(LabError, match="it defines: none"):
         weights_patch(
             virtualservice("zero-downtime-rollingupdate.other.svc.cluster.local"),
             [destinationrule()],

@@ -4,8 +4,9 @@ sys.path)."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import psutil
 
@@ -22,13 +23,20 @@ def other_tasks() -> set[asyncio.Task]:
     return {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``predicate`` on the loop until it is true; fail with ``what`` after ``timeout``."""
+async def wait_until(
+    predicate: Callable[[], bool | Awaitable[bool]], timeout: float, what: str
+) -> None:
+    """Poll ``predicate`` (plain or async) on the loop until it is true; fail with ``what``
+    after ``timeout``."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while not await _truth(predicate()):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+async def _truth(value: bool | Awaitable[bool]) -> bool:
+    return bool(await value) if inspect.isawaitable(value) else bool(value)
 
 
 def wait_until_sync(predicate: Callable[[], bool], timeout: float, what: str) -> None:

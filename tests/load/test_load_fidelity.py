@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from load_helpers import connections_to, other_tasks
+from load_helpers import connections_to, other_tasks, wait_until
+from target_server import TargetServer
 
-from lab_app.load import LoadResults, start_load
+from lab_app.load import LoadResults, LoadRun, start_load
 from lab_app.load.results import histogram_data
 
 REFERENCE = Path(__file__).parent / "data" / "fortio-1.75.2-http-result.json"
@@ -33,29 +34,24 @@ GO_INT_KEYS = {
 }  # fmt: skip
 
 
-async def until(predicate: Any, timeout: float, what: str) -> None:
-    """Await until the (possibly async) ``predicate()`` is true, failing after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
+async def start_in_flight(
+    srv: TargetServer, in_flight: int, path: str, **params: Any
+) -> tuple[LoadRun, int]:
+    """Start a run at max rate on ``srv``; return it once ``in_flight`` of its requests reached the
+    server, with the server's request count from before the run."""
+    before = await asyncio.to_thread(srv.count)
+    run = start_load(srv.url(path), qps=0, **params)
+
+    async def sent() -> bool:
+        return await asyncio.to_thread(srv.count) - before >= in_flight
+
+    await wait_until(sent, 5, f"{in_flight} request(s) in flight at the server")
+    return run, before
 
 
 # ---------------------------------------------------------------- 1. cancelled, never dropped
 async def test_stop_records_requests_in_flight_as_cancelled(server):
-    before = await asyncio.to_thread(server.count)
-    run = start_load(server.url("/slow/3000"), qps=0, c=3, duration=20, timeout=10)
-
-    async def all_three_sent() -> bool:
-        return await asyncio.to_thread(server.count) - before >= 3
-
-    await until(all_three_sent, 5, "3 requests in flight at the server")
+    run, _ = await start_in_flight(server, 3, "/slow/3000", c=3, duration=20, timeout=10)
     assert run.requests == 0  # none answered: all three are in flight
     stop_at = time.perf_counter() - run.perf0
     run.stop()
@@ -77,13 +73,7 @@ async def test_stop_records_requests_in_flight_as_cancelled(server):
 
 
 async def test_cancel_keeps_requests_in_flight_too(server):
-    before = await asyncio.to_thread(server.count)
-    run = start_load(server.url("/slow/3000"), qps=0, c=2, duration=20, timeout=10)
-
-    async def both_sent() -> bool:
-        return await asyncio.to_thread(server.count) - before >= 2
-
-    await until(both_sent, 5, "2 requests in flight")
+    run, _ = await start_in_flight(server, 2, "/slow/3000", c=2, duration=20, timeout=10)
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run
@@ -96,13 +86,7 @@ async def test_cancel_keeps_requests_in_flight_too(server):
 async def test_stop_with_drain_lets_requests_in_flight_finish(server):
     """``stop(drain=True)``: nothing new is sent, the requests in flight end with their answer;
     a run started "until stopped" ends as planned, so it is not ``stopped_early``."""
-    before = await asyncio.to_thread(server.count)
-    run = start_load(server.url("/slow/500"), qps=0, c=2, duration=0, timeout=5)
-
-    async def both_sent() -> bool:
-        return await asyncio.to_thread(server.count) - before >= 2
-
-    await until(both_sent, 5, "2 requests in flight")
+    run, before = await start_in_flight(server, 2, "/slow/500", c=2, duration=0, timeout=5)
     run.stop(drain=True)
     results = await run
     assert results.done and not results.stopped_early
@@ -112,13 +96,7 @@ async def test_stop_with_drain_lets_requests_in_flight_finish(server):
 
 
 async def test_stop_with_drain_cuts_what_outlives_the_timeout(server):
-    before = await asyncio.to_thread(server.count)
-    run = start_load(server.url("/slow/3000"), qps=0, c=1, duration=20, timeout=0.5)
-
-    async def sent() -> bool:
-        return await asyncio.to_thread(server.count) - before >= 1
-
-    await until(sent, 5, "a request in flight")
+    run, _ = await start_in_flight(server, 1, "/slow/3000", c=1, duration=20, timeout=0.5)
     run.stop(drain=True)
     results = await run
     assert results.stopped_early  # a 20 s run stopped before its end
@@ -143,12 +121,7 @@ async def test_dead_reused_socket_is_reset_reused(server, engine, path):
 
 async def test_a_fresh_socket_dying_is_still_plain_reset(make_server):
     srv = make_server()
-    run = start_load(srv.url("/slow/3000"), qps=0, c=2, n=2, timeout=5)
-
-    async def both_sent() -> bool:
-        return await asyncio.to_thread(srv.count) >= 2
-
-    await until(both_sent, 5, "2 requests on fresh sockets")
+    run, _ = await start_in_flight(srv, 2, "/slow/3000", c=2, n=2, timeout=5)  # fresh sockets
     await asyncio.to_thread(srv.kill)
     results = await run
     assert results.errors["reset"] == 2 and results.errors["reset_reused"] == 0

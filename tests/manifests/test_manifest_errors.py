@@ -267,9 +267,9 @@ def test_duplicate_subset_names() -> None:
     ("old", "new", "field", "words"),
     [
         (
-            "      version: v1\n  strategy",
-            "      version: v2\n  strategy",
-            "spec.selector.matchLabels.version",
+            "      track: plain\n  strategy",
+            "      track: other\n  strategy",
+            "spec.selector.matchLabels.track",
             "does not match",
         ),
         (
@@ -297,9 +297,9 @@ def test_duplicate_subset_names() -> None:
             "RFC 1123",
         ),
         (
-            "    version: v1\nspec",
-            "    version: v1!\nspec",
-            "metadata.labels.version",
+            "    track: plain\nspec",
+            "    track: plain!\nspec",
+            "metadata.labels.track",
             "label value",
         ),
         ("replicas: 2", "replicas: two", "spec.replicas", "expected an integer"),

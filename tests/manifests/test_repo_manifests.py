@@ -226,7 +226,14 @@ def test_single_deployment_and_naive_share_name_and_selector() -> None:
     # A Deployment's selector is immutable: both files must be appliable over each other.
     assert hardened["spec"]["selector"] == naive["spec"]["selector"]
     assert container(hardened)["image"] == container(naive)["image"] == "zdlab/demo:v1"
-    assert hardened["spec"]["template"]["metadata"]["labels"] == {"app": APP, "version": "v1"}
+    # no `version` label: set_image changes the image, and the subsets of the per-version
+    # Deployments (deployment-v1/-v2.yaml) must never select these pods
+    assert hardened["spec"]["template"]["metadata"]["labels"] == {"app": APP, "track": "plain"}
+    for versioned in ("deployment-v1.yaml", "deployment-v2.yaml"):
+        selector = one(versioned)["spec"]["selector"]["matchLabels"]
+        assert not set(selector.items()) <= set(
+            hardened["spec"]["template"]["metadata"]["labels"].items()
+        )
 
 
 def test_naive_deployment_lacks_the_mitigations() -> None:

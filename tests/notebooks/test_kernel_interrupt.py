@@ -19,7 +19,6 @@ never mistaken for a survivor.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -29,12 +28,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psutil
 import pytest
 from jupyter_client import AsyncKernelClient, AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+
+from tests.helpers import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "zero-downtime-rollingupdate"
@@ -42,7 +43,6 @@ APP = "zero-downtime-rollingupdate"
 GONE_WITHIN = 15.0
 LAB_CMDLINE = re.compile(r"envoy|lab_app\.service|lab_app[./]cluster[./]embedded[./]reaper")
 
-T = TypeVar("T")
 
 # The first cells of a notebook (03/04 style), then the pids the cluster says it runs.
 SETUP_CELLS = [
@@ -124,21 +124,6 @@ class Kernel:
         return int(provisioner.process.pid)  # type: ignore[attr-defined]
 
 
-async def eventually(predicate: Callable[[], T | Awaitable[T]], timeout: float, message: str) -> T:
-    """Await until ``predicate()`` is truthy; ``TimeoutError`` naming ``message`` after
-    ``timeout`` seconds. The short sleep is only the polling period, not a synchronisation."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value  # type: ignore[return-value]
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{message}: not within {timeout:g} s")
-        await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 async def kernel(tmp_path: Path) -> AsyncIterator[Kernel]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZDLAB_")}
@@ -180,18 +165,26 @@ async def run_ok(kernel: Kernel, code: str, timeout: float = 90.0) -> str:
     return out
 
 
+async def next_message(
+    get: Callable[..., Awaitable[dict[str, Any]]], msg_id: str, deadline: float, missing: str
+) -> dict[str, Any]:
+    """The next message ``get`` (a channel's ``get_*_msg``) receives for request ``msg_id``;
+    ``TimeoutError(missing)`` once the monotonic clock passes ``deadline``."""
+    while (left := deadline - time.monotonic()) > 0:
+        msg = await get(timeout=left)
+        if msg["parent_header"].get("msg_id") == msg_id:
+            return msg
+    raise TimeoutError(missing)
+
+
 async def start_cell(kernel: Kernel, code: str, marker: str, timeout: float = 30.0) -> str:
     """Send ``code`` without waiting for its end; return once it printed ``marker`` (so it is
     past its setup and inside the long ``await``). Returns the request's msg_id."""
     msg_id = kernel.client.execute(code)
     deadline = time.monotonic() + timeout
+    missing = f"the cell did not print {marker!r} within {timeout:g} s"
     while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError(f"the cell did not print {marker!r} within {timeout:g} s")
-        msg = await kernel.client.get_iopub_msg(timeout=left)
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
+        msg = await next_message(kernel.client.get_iopub_msg, msg_id, deadline, missing)
         if msg["msg_type"] == "error":
             raise AssertionError("\n".join(msg["content"]["traceback"]))
         if msg["msg_type"] == "stream" and marker in msg["content"]["text"]:
@@ -200,13 +193,8 @@ async def start_cell(kernel: Kernel, code: str, marker: str, timeout: float = 30
 
 async def reply_to(kernel: Kernel, msg_id: str, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError(f"no execute_reply within {timeout:g} s")
-        msg = await kernel.client.get_shell_msg(timeout=left)
-        if msg["parent_header"].get("msg_id") == msg_id:
-            return msg["content"]
+    missing = f"no execute_reply within {timeout:g} s"
+    return (await next_message(kernel.client.get_shell_msg, msg_id, deadline, missing))["content"]
 
 
 # --------------------------------------------------------------------------- processes
@@ -257,7 +245,7 @@ def survivors(procs: dict[Proc, str]) -> dict[Proc, str]:
 async def assert_all_gone(procs: dict[Proc, str], what: str) -> None:
     assert procs, "no lab process was recorded: nothing to check"
     try:
-        await eventually(lambda: not survivors(procs), GONE_WITHIN, what)
+        await eventually(lambda: not survivors(procs), GONE_WITHIN, message=what)
         return
     except TimeoutError:
         pass
@@ -291,7 +279,7 @@ async def test_interrupt_mid_rollout_then_close_stops_everything(kernel: Kernel)
     surge = await eventually(
         lambda: {k: v for k, v in lab_descendants(kernel.pid).items() if k not in procs},
         30,
-        "a surge pod of the rolling update started",
+        message="a surge pod of the rolling update started",
     )
     procs.update(surge)
     await kernel.manager.interrupt_kernel()
@@ -335,6 +323,8 @@ async def test_kernel_restart_or_kill_mid_load_leaves_nothing(kernel: Kernel, ho
     else:
         old_kernel = identify([old_pid])
         os.kill(old_pid, signal.SIGKILL)
-        await eventually(lambda: not survivors(old_kernel), 10, "the kernel process is dead")
+        await eventually(
+            lambda: not survivors(old_kernel), 10, message="the kernel process is dead"
+        )
     await assert_all_gone(procs, f"lab processes after kernel {how}")
-    await eventually(lambda: not state_dir.exists(), GONE_WITHIN, f"{state_dir} removed")
+    await eventually(lambda: not state_dir.exists(), GONE_WITHIN, message=f"{state_dir} removed")

@@ -3,33 +3,21 @@ stopped (and checked gone) after each test."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from progressive_testlib import alive, eventually
-
 from lab_app.cluster.embedded import EmbeddedCluster
 from lab_app.load import LoadRun, start_load
+from tests.helpers import NO_SIDECARS, embedded_cluster
 
 
 @pytest.fixture
 async def cluster() -> AsyncIterator[EmbeddedCluster]:
     """An embedded cluster without sidecars (the gateway routes straight to the pods)."""
-    c = await EmbeddedCluster.start(
-        sidecar_injection=False, crash_backoff_scale=0.05, propagation_delay=0.5
-    )
-    try:
+    async with embedded_cluster(**NO_SIDECARS, propagation_delay=0.5) as c:
         yield c
-    finally:
-        pids = set(c.processes().values())
-        await c.close()
-        await eventually(lambda: not alive(pids), 10, message="every lab process gone")
 
 
 @pytest.fixture

@@ -20,21 +20,12 @@ import psutil
 # two_labs_worker.py imports this module as a plain script, without the tests' conftest
 if str(Path(__file__).resolve().parents[2]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.helpers import alive, eventually, manifest  # noqa: F401 (re-exported to the tests)
+from tests.helpers import ISTIO, alive, eventually, manifest  # noqa: F401 (re-exported)
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
 APP = "zero-downtime-rollingupdate"
-ISTIO = [
-    "namespace.yaml",
-    "configmap.yaml",
-    "service.yaml",
-    "deployment.yaml",
-    "istio/destinationrule.yaml",
-    "istio/gateway.yaml",
-    "istio/virtualservice.yaml",
-]
 
 
 def one_replica(name: str = "deployment.yaml") -> dict[str, Any]:

@@ -11,6 +11,7 @@ does it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import signal
@@ -25,6 +26,7 @@ import pytest
 from reliability_testlib import ROOT, CountingServer, alive, eventually, tree
 
 ZDLAB = [sys.executable, "-m", "lab_app.cli"]
+NAIVE = ["experiment", "naive-rolling-update", "--qps", "50", "--duration", "20"]
 
 
 @pytest.fixture
@@ -85,6 +87,21 @@ class TreeWatch:
         return list(self.seen)
 
 
+def _start(*args: str) -> tuple[subprocess.Popen[str], TreeWatch]:
+    """``zdlab ARGS`` with its output piped, and the watch on its descendants."""
+    proc = subprocess.Popen(
+        [*ZDLAB, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    return proc, TreeWatch(proc)
+
+
+async def _all_gone(watch: TreeWatch, at_least: int, message: str) -> None:
+    """The command has exited: its descendants (at least ``at_least``) all stop in 15 s."""
+    pids = await watch.stop()
+    assert len(pids) >= at_least, pids
+    await eventually(lambda: not alive(pids), 15, message=message)
+
+
 def _communicate(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
     try:
         return proc.communicate(timeout=timeout)
@@ -94,25 +111,33 @@ def _communicate(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]
             proc.communicate()
 
 
+@contextlib.contextmanager
+def _killed_on_failure(proc: subprocess.Popen[str]) -> Iterator[None]:
+    """A failure inside the block kills ``proc`` first: a failed test leaves no CLI running."""
+    try:
+        yield
+    except BaseException:
+        _communicate(proc, 0.1)
+        raise
+
+
+async def _exit(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+    """``proc``'s (stdout, stderr) once it exited by itself within ``timeout`` (else killed)."""
+    return await asyncio.to_thread(_communicate, proc, timeout)
+
+
 @pytest.mark.parametrize("json_out", [False, True], ids=["report", "json-stdout"])
 async def test_ctrl_c_stops_zdlab_load_with_the_partial_results(
     target: CountingServer, json_out: bool
 ) -> None:
-    args = [*ZDLAB, "load", target.url, "-qps", "100", "-c", "2", "-t", "30s"]
-    proc = subprocess.Popen(
-        args + (["-json", "-"] if json_out else []),
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    watch = TreeWatch(proc)
-    try:
+    args = ["load", target.url, "-qps", "100", "-c", "2", "-t", "30s"]
+    proc, watch = _start(*args, *(["-json", "-"] if json_out else []))
+    with _killed_on_failure(proc):
         await eventually(lambda: target.count >= 30, 20, message="30 requests from the CLI")
-    except BaseException:
-        _communicate(proc, 0.1)
-        raise
     t0 = time.monotonic()
     answered = target.count
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = await asyncio.to_thread(_communicate, proc, 15)
+    stdout, stderr = await _exit(proc, 15)
     assert time.monotonic() - t0 < 5, "stopped at once, not at the end of -t 30s"
     assert proc.returncode == 130, stderr
     assert "interrupted, partial results follow" in stderr
@@ -133,22 +158,14 @@ async def test_ctrl_c_mid_rollout_keeps_partial_results_and_stops_everything(
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "naive.json"
-    proc = subprocess.Popen(
-        [*ZDLAB, "experiment", "naive-rolling-update", "--qps", "50", "--duration", "20",
-         "--json", str(out)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    watch = TreeWatch(proc)
-    try:
+    proc, watch = _start(*NAIVE, "--json", str(out))
+    with _killed_on_failure(proc):
         v1 = await eventually(lambda: watch.pod_pids(at_least=2), 90, message="v1 pods started")
         # a v2 pod of the rolling update: the load has been running for 4 s
         await eventually(lambda: watch.pod_pids() - v1, 60, message="the rollout started")
         state_dir = watch.state_dir()
         proc.send_signal(signal.SIGINT)
-    except BaseException:
-        _communicate(proc, 0.1)
-        raise
-    stdout, stderr = await asyncio.to_thread(_communicate, proc, 60)
+    stdout, stderr = await _exit(proc, 60)
     assert proc.returncode == 130, stderr
     data = json.loads(out.read_text())
     assert data["interrupted"] is True and data["requests"] > 0
@@ -156,37 +173,26 @@ async def test_ctrl_c_mid_rollout_keeps_partial_results_and_stops_everything(
     verdict = re.search(r"\(interrupted: partial results\): (\d+) requests", stdout)
     assert verdict and int(verdict.group(1)) == data["requests"], stdout
     assert "All done" in stdout and "Code 200 :" in stdout
-    pids = await watch.stop()
-    assert len(pids) >= 6  # reaper, gateway, kube-proxy, 3 pods
-    await eventually(lambda: not alive(pids), 15, message="every process of the CLI stopped")
+    # reaper, gateway, kube-proxy, 3 pods
+    await _all_gone(watch, 6, "every process of the CLI stopped")
     assert not state_dir.exists()
 
 
 async def test_sigkill_of_zdlab_experiment_leaves_nothing_running() -> None:
-    proc = subprocess.Popen(
-        [*ZDLAB, "experiment", "naive-rolling-update", "--qps", "50", "--duration", "20"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    watch = TreeWatch(proc)
+    proc, watch = _start(*NAIVE)
     try:
         await eventually(lambda: len(watch.services()) >= 2, 90, message="the pods started")
         state_dir = watch.state_dir()
     finally:
         proc.kill()  # SIGKILL: no cleanup code of the CLI runs
         _communicate(proc, 10)
-    pids = await watch.stop()
-    assert len(pids) >= 5  # reaper, gateway, kube-proxy, 2 pods
-    await eventually(lambda: not alive(pids), 15, message="the reaper stopped every process")
+    await _all_gone(watch, 5, "the reaper stopped every process")  # reaper, gateway, ..., 2 pods
     await eventually(lambda: not state_dir.exists(), 10, message="state directory removed")
 
 
 async def test_a_second_ctrl_c_aborts_at_once_and_still_stops_everything() -> None:
-    proc = subprocess.Popen(
-        [*ZDLAB, "experiment", "naive-rolling-update", "--qps", "50", "--duration", "20"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    watch = TreeWatch(proc)
-    try:
+    proc, watch = _start(*NAIVE)
+    with _killed_on_failure(proc):
         await eventually(lambda: len(watch.services()) >= 2, 90, message="the pods started")
         proc.send_signal(signal.SIGINT)
         assert proc.stderr is not None
@@ -196,12 +202,8 @@ async def test_a_second_ctrl_c_aborts_at_once_and_still_stops_everything() -> No
             assert line, "stderr closed before the first Ctrl-C was acknowledged"
         assert "Ctrl-C again to abort" in line
         proc.send_signal(signal.SIGINT)
-    except BaseException:
-        _communicate(proc, 0.1)
-        raise
-    _, stderr = await asyncio.to_thread(_communicate, proc, 60)
+    _, stderr = await _exit(proc, 60)
     assert proc.returncode == 130, stderr
     assert "zdlab: aborted" in stderr and "Traceback" not in stderr, stderr
-    pids = await watch.stop()
-    assert len(pids) >= 5  # reaper, gateway, kube-proxy, 2 pods
-    await eventually(lambda: not alive(pids), 15, message="every process of the CLI stopped")
+    # reaper, gateway, kube-proxy, 2 pods
+    await _all_gone(watch, 5, "every process of the CLI stopped")

@@ -7,11 +7,11 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from lab_app.service.cli import command
 from lab_app.service.config import VARIABLES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -22,15 +22,7 @@ class ServiceProcess:
     """One running service process; stderr is read by a thread into ``lines``."""
 
     def __init__(self, env: dict[str, str], *, port: int = 0) -> None:
-        self.command = [
-            sys.executable,
-            "-m",
-            "lab_app.service",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ]
+        self.command = command(port)
         self.proc = subprocess.Popen(
             self.command,
             cwd=REPO_ROOT,

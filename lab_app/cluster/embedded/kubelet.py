@@ -26,7 +26,7 @@ from lab_app.cluster.embedded.pods import Pod
 from lab_app.cluster.embedded.procs import Reaper
 from lab_app.cluster.embedded.specs import PodTemplate
 from lab_app.cluster.embedded.store import Store
-from lab_app.errors import ConfigError
+from lab_app.errors import ConfigError, NotFoundError
 
 GRAVEYARD_SIZE = 200
 Emit = Callable[..., Any]
@@ -59,7 +59,7 @@ class Kubelet:
     def pod(self, name: str) -> Pod:
         pod = self.find(name)
         if pod is None:
-            raise ConfigError(f"pod/{name} not found")
+            raise NotFoundError(f"pod/{name} not found")
         return pod
 
     async def logs(self, name: str, tail: int | None = None, previous: bool = False) -> str:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ from lab_app.cluster.embedded.specs import PodTemplate, Probe
 from lab_app.cluster.embedded.termination import MINIMUM_GRACE_PERIOD, stop_container
 from lab_app.cluster.embedded.waiting import wait_done, wait_event
 from lab_app.cluster.events import EventKind
+from lab_app.service.cli import command as service_command
 
 __all__ = [  # the env resolution moved to podenv.py; these names stay importable from here
     "MINIMUM_GRACE_PERIOD",
@@ -333,15 +333,7 @@ class Pod:
         log = self.log_path()
         log.touch()
         self._log_offset = log.stat().st_size
-        argv = [
-            sys.executable,
-            "-m",
-            "lab_app.service",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.app_port),
-        ]
+        argv = service_command(self.app_port)
         self._oom_killed_by_kubelet = False
         self.proc = await spawn(
             argv, env=env, cwd=self.image.root, log_path=log, reaper=self._reaper

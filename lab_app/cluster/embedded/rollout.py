@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lab_app.cluster.embedded.deployments import Deployment
-from lab_app.errors import ConfigError, RolloutTimeoutError
+from lab_app.errors import ConfigError, NotFoundError, RolloutTimeoutError
 
 Change = Callable[[Deployment, dict[str, Any]], None]
 
@@ -23,7 +23,7 @@ def image_change(deployment: str, image: str, container: str | None) -> Change:
     def change(dep: Deployment, raw: dict[str, Any]) -> None:
         current = dep.spec.template.container.name
         if container is not None and container != current:
-            raise ConfigError(
+            raise NotFoundError(
                 f"deployment/{deployment} has no container {container!r} (it has {current!r})"
             )
         raw["spec"]["template"]["spec"]["containers"][0]["image"] = image

@@ -25,12 +25,13 @@ from lab_app.cluster.embedded.proxies import Proxies
 from lab_app.cluster.embedded.specs import parse_deployment
 from lab_app.cluster.embedded.store import ISTIO_KINDS, ObjectsView, Store, Stored
 from lab_app.cluster.events import EventKind
-from lab_app.errors import ConfigError, ManifestError
+from lab_app.errors import ManifestError, NotFoundError
 from lab_app.manifests import (
     ISTIO_API_VERSION,
     RouteProblem,
     check_routes,
     deprecated_api,
+    pod_security,
 )
 
 Emit = Callable[..., Any]
@@ -114,9 +115,26 @@ class Stager:
                         {"reason": "DeprecatedAPIVersion", "apiVersion": m.api_version,
                          "use": ISTIO_API_VERSION, "source": m.source},
                     )  # fmt: skip
+            self._pod_security_warnings([m for m, _ in planned])
             applied_vss = {m.name for m, _ in planned if m.kind == "VirtualService"}
             store_mod.warn_routes(self._emit, problems, before, applied_vss)
             return refs
+
+    def _pod_security_warnings(self, applied: list[Any]) -> None:
+        """What the API server says of a workload whose pod template breaks the namespace's
+        Pod Security level (``pod-security.kubernetes.io/warn``): ``Warning: would violate
+        PodSecurity ...``, as a ``ConfigWarning`` event; the object is still created (Pod
+        Security admission enforces on Pods, not on Deployments)."""
+        labels = self._store.namespace_labels
+        for m in applied:
+            said = pod_security.message(pod_security.check(labels, m.obj), "warn")
+            if said:
+                self._emit(
+                    EventKind.CONFIG_WARNING,
+                    m.ref,
+                    f"would be admitted with a warning: {said} ({m.source})",
+                    {"reason": "PodSecurity", "source": m.source},
+                )
 
     async def _commit(self, m: Any, stored: Stored, extra: Any) -> str:
         """Store one checked object and hand it to the part that acts on its kind."""
@@ -143,14 +161,16 @@ class Stager:
         """Delete ``(Kind, name)`` objects (all or none); pods terminate gracefully."""
         async with self.lock:
             staged = self._store.staged()
+            # an object that does not exist is skipped, as `kubectl delete --ignore-not-found`
+            # and the kubernetes backend do (tests/contract)
+            refs = [
+                (kind, name)
+                for kind, name in refs
+                if name in (self._kubelet.pods if kind == "Pod" else staged.get(kind, {}))
+            ]
             for kind, name in refs:
-                if kind == "Pod":
-                    if name not in self._kubelet.pods:
-                        raise ConfigError(f"pod/{name} not found")
-                    continue
-                if name not in staged.get(kind, {}):
-                    raise ConfigError(f"{kind.lower()}/{name} not found")
-                del staged[kind][name]
+                if kind != "Pod":
+                    del staged[kind][name]
             before = store_mod.problems_of(self._store.objects)
             # break before make: refused with strict_routes, else a ConfigWarning like apply
             problems = self.check_istio(staged)
@@ -181,7 +201,10 @@ class Stager:
             stored = self._store.objects["VirtualService"].get(virtualservice)
             if stored is None:
                 known = ", ".join(sorted(self._store.objects["VirtualService"])) or "none"
-                raise ConfigError(f"virtualservice/{virtualservice} not found (known: {known})")
+                raise NotFoundError(
+                    f"virtualservice/{virtualservice} not found in namespace "
+                    f"{self._opts.namespace!r} (known: {known})"
+                )
             where = f"virtualservice/{virtualservice} ({stored.source})"
             obj = weights_mod.reweight(
                 stored.obj, self._store.subsets_by_host(), weights, where=where
@@ -204,7 +227,7 @@ class Stager:
         dep = self._deployments.deployments.get(name)
         if dep is None or dep.deleting:
             known = ", ".join(sorted(self._deployments.deployments)) or "none"
-            raise ConfigError(f"deployment/{name} not found (deployments: {known})")
+            raise NotFoundError(f"deployment/{name} not found (deployments: {known})")
         return dep
 
     async def update_deployment(

@@ -270,6 +270,15 @@ def _status_body(exc: ApiException) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
+def status_message(exc: ApiException) -> str:
+    """The ``message`` of the server's ``Status`` (or the raw body, e.g. a kubelet's text)."""
+    message = _status_body(exc).get("message")
+    if message:
+        return str(message)
+    body = getattr(exc, "body", None)
+    return body.decode(errors="replace") if isinstance(body, bytes) else str(body or "")
+
+
 def apply_conflicts(exc: ApiException) -> list[tuple[str, str]]:
     """(field, manager) pairs of a server-side apply 409 (``FieldManagerConflict`` causes).
 

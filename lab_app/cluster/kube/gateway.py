@@ -230,3 +230,46 @@ def gateway_url(
         runner=runner,
         node_address=lambda: node_address(core),
     )
+
+
+def service_url(
+    core: k8s.CoreV1Api,
+    namespace: str,
+    service: str,
+    context: ContextInfo,
+    *,
+    kind_config: str | os.PathLike[str] = KIND_CONFIG,
+    runner: Runner = run_command,
+) -> str:
+    """The NodePort (or load balancer) address of ``service``; never a port-forward."""
+    from kubernetes.client.exceptions import ApiException
+
+    from lab_app.cluster.kube.client import api_error
+    from lab_app.errors import NotFoundError
+
+    try:
+        svc = core.read_namespaced_service(service, namespace, _request_timeout=10)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise NotFoundError(f"service/{service} not found in namespace {namespace!r}") from None
+        raise api_error(exc, f"reading service/{service}") from None
+    svc_type = (svc.spec.type if svc.spec else None) or "ClusterIP"
+    ports = (svc.spec.ports if svc.spec else None) or []
+    if svc_type not in ("NodePort", "LoadBalancer") or not any(p.node_port for p in ports):
+        raise LabError(
+            f"service/{service} is {svc_type}: on a real cluster, load without Istio needs "
+            "a NodePort Service reachable from this machine (kubectl port-forward would pin "
+            "one pod). Make it type NodePort with a nodePort your cluster maps to the host "
+            "(docs/real-cluster.md), or run the plain-Kubernetes experiments on the "
+            "embedded backend"
+        )
+    named = next((p for p in ports if p.name == "http"), ports[0])
+    return url_for_service(
+        svc,
+        context,
+        port_name=named.name,
+        port_number=named.port,
+        kind_config=kind_config,
+        runner=runner,
+        node_address=lambda: node_address(core),
+    )

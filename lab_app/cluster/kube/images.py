@@ -18,6 +18,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from lab_app.cluster.kube.client import ContextInfo
 from lab_app.errors import ConfigError, LabError
@@ -149,6 +150,25 @@ def build_and_load(
             run_streaming(command, echo)
     echo(f"{image} ready")
     return image
+
+
+def build_with_options(version: str, context: ContextInfo, options: dict[str, Any]) -> str:
+    """``KubeCluster.build_image``'s options checked, then ``build_and_load``: ``tool``
+    (path of docker/podman/nerdctl), ``load`` (default True: into the context's cluster),
+    ``repo_root``, ``echo`` (progress printer, default ``print``)."""
+    allowed = {"tool", "load", "repo_root", "echo"}
+    if set(options) - allowed:
+        raise ConfigError(
+            f"build_image() got unknown option(s) {', '.join(sorted(set(options) - allowed))}"
+        )
+    echo: Echo = options.get("echo") or (lambda s: print(s, flush=True))
+    return build_and_load(
+        version,
+        context if options.get("load", True) else None,
+        repo_root=Path(options["repo_root"]) if options.get("repo_root") else None,
+        tool=options.get("tool"),
+        echo=echo,
+    )
 
 
 def _context_from_kubeconfig(name: str | None) -> ContextInfo:

@@ -1,12 +1,19 @@
-"""A Kubernetes pod as the lab's ``PodInfo`` (what ``kubectl get pods`` would show)."""
+"""Pods as ``kubectl get pods`` and ``kubectl logs`` show them: ``PodInfo`` and the app log.
+
+``pod_info`` is pure (the event mapping uses it on watched pods too); ``list_pods`` and
+``read_log`` are the blocking API calls behind ``KubeCluster.pods`` and ``.logs``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
 
 from lab_app.cluster.base import PodInfo
+from lab_app.cluster.kube.client import KubeClients, api_error, status_message
 from lab_app.cluster.kube.objects import (
     POD_TEMPLATE_HASH,
     SIDECAR,
@@ -17,6 +24,7 @@ from lab_app.cluster.kube.objects import (
     name_of,
     pod_ready,
 )
+from lab_app.errors import ConfigError, NotFoundError
 
 
 def label_selector(selector: Mapping[str, str] | None) -> str | None:
@@ -84,3 +92,49 @@ def pod_info(pod: k8s.V1Pod) -> PodInfo:
             "created": created.timestamp() if created else None,
         },
     )
+
+
+def list_pods(
+    clients: KubeClients, namespace: str, selector: Mapping[str, str] | None
+) -> list[PodInfo]:
+    """The namespace's pods (``kubectl get pods -l``), sorted by name."""
+    try:
+        listing = clients.core.list_namespaced_pod(
+            namespace, label_selector=label_selector(selector), _request_timeout=15
+        )
+    except ApiException as exc:
+        raise api_error(exc, f"listing pods in {namespace!r}") from None
+    return sorted((pod_info(p) for p in listing.items or []), key=lambda p: p.name)
+
+
+def read_log(
+    clients: KubeClients, namespace: str, pod: str, tail: int | None, previous: bool
+) -> str:
+    """The app container's log (``kubectl logs [--previous] [--tail]``).
+
+    ``NotFoundError`` for a missing pod; ``ConfigError`` for ``previous`` when the kubelet
+    has no terminated container to read (400 "previous terminated container ... not
+    found"), in the embedded backend's words.
+    """
+    name = pod.removeprefix("pod/")
+    try:
+        current = clients.core.read_namespaced_pod(name, namespace, _request_timeout=10)
+        app = app_container(current)
+        kwargs: dict[str, Any] = {"_request_timeout": 30}
+        if app is not None and app.name != SIDECAR:
+            kwargs["container"] = app.name
+        if tail is not None:
+            kwargs["tail_lines"] = int(tail)
+        if previous:
+            kwargs["previous"] = True
+        return str(clients.core.read_namespaced_pod_log(name, namespace, **kwargs))
+    except ApiException as exc:
+        if exc.status == 404:
+            raise NotFoundError(f"pod/{name} not found in namespace {namespace!r}") from None
+        if (
+            exc.status == 400
+            and previous
+            and "previous terminated container" in (status_message(exc))
+        ):
+            raise ConfigError(f"pod/{name} has no previous container (no restart yet)") from None
+        raise api_error(exc, f"reading the log of pod/{name}") from None

@@ -9,6 +9,8 @@ each change delivered by a watch, so it reacts within the watch latency and neve
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -18,9 +20,9 @@ from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
-from lab_app.cluster.kube.client import new_watch, watch_stream
+from lab_app.cluster.kube.client import api_error, new_watch, stop_watch, watch_stream
 from lab_app.cluster.kube.objects import meta
-from lab_app.errors import LabError, RolloutTimeoutError
+from lab_app.errors import LabError, NotFoundError, RolloutTimeoutError
 
 TIMED_OUT_REASON = "ProgressDeadlineExceeded"
 
@@ -100,7 +102,7 @@ def wait_for_rollout(
         deployment = apps.read_namespaced_deployment(name, namespace, _request_timeout=10)
     except ApiException as exc:
         if exc.status == 404:
-            raise LabError(f"deployment/{name} not found in namespace {namespace!r}") from None
+            raise NotFoundError(f"deployment/{name} not found in namespace {namespace!r}") from None
         raise
     status = rollout_status(deployment)
     last = status.message
@@ -163,3 +165,69 @@ def wait_for_rollout(
     raise RolloutTimeoutError(
         f"deployment/{name} did not finish its rollout within {timeout:g} s: {last}"
     )
+
+
+class RolloutWaits:
+    """The ``wait_rollout`` calls in progress, so that cancelling one, or ``close()``,
+    interrupts its watch at once: ``Watch.stop`` shuts the socket the worker thread is
+    blocked on, which a cancelled ``asyncio.to_thread`` alone would leave running."""
+
+    def __init__(self) -> None:
+        self._watches: set[k8s_watch.Watch] = set()
+        self._lock = threading.Lock()
+        self._stops: set[threading.Event] = set()
+
+    async def wait(
+        self, apps: k8s.AppsV1Api, namespace: str, deployment: str, timeout: float
+    ) -> None:
+        """``wait_for_rollout`` in a worker thread, interruptible (see the class doc)."""
+        stop = threading.Event()
+        current: list[k8s_watch.Watch] = []
+
+        def on_watch(watcher: k8s_watch.Watch | None) -> None:
+            with self._lock:
+                for old in current:
+                    self._watches.discard(old)
+                current.clear()
+                if watcher is not None:
+                    current.append(watcher)
+                    self._watches.add(watcher)
+
+        task = asyncio.ensure_future(
+            asyncio.to_thread(
+                wait_for_rollout, apps, namespace, deployment, timeout, stop=stop, on_watch=on_watch
+            )
+        )
+        self._stops.add(stop)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            stop.set()
+            deadline = time.monotonic() + 10
+            while not task.done() and time.monotonic() < deadline:
+                with self._lock:  # repeated: a watch may not have had its socket yet
+                    for watcher in current:
+                        stop_watch(watcher)
+                await asyncio.wait({task}, timeout=0.05)
+            with contextlib.suppress(BaseException):
+                if task.done():
+                    task.result()
+            raise
+        except ApiException as exc:
+            raise api_error(exc, f"watching deployment/{deployment}") from None
+        finally:
+            self._stops.discard(stop)
+
+    async def interrupt_all(self, timeout: float = 10.0) -> None:
+        """Stop every wait in progress (``close()``): each raises ``LabError`` "interrupted"."""
+        for stop in list(self._stops):
+            stop.set()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                watches = list(self._watches)
+            if not watches:
+                break
+            for watcher in watches:
+                stop_watch(watcher)
+            await asyncio.sleep(0.05)

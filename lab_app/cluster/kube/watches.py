@@ -27,7 +27,13 @@ from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
 from lab_app.cluster.events import Event, EventHub, EventKind
-from lab_app.cluster.kube.client import new_watch, stop_watch, watch_stream
+from lab_app.cluster.kube.client import KubeClients, new_watch, stop_watch, watch_stream
+from lab_app.cluster.kube.eventmap import (
+    CoreEventMapper,
+    DeploymentTracker,
+    EndpointTracker,
+    PodTracker,
+)
 
 WATCH_SECONDS = 240  # server-side timeoutSeconds of one watch request
 
@@ -160,3 +166,41 @@ class WatchLoop:
             with self._lock:
                 self._watcher = None
         return watcher.resource_version or resource_version
+
+
+def start_namespace_watches(
+    clients: KubeClients,
+    namespace: str,
+    hub: EventHub,
+    pods: PodTracker,
+    ready_timeout: float = 15.0,
+) -> list[WatchLoop]:
+    """Start the four watches of ``KubeCluster`` (pods, EndpointSlices, Deployments, core
+    Events); returns once each has listed its collection (or ``ready_timeout`` passed), so
+    every later change is reported."""
+    loops = [
+        WatchLoop("pods", clients.core.list_namespaced_pod, namespace, pods, hub),
+        WatchLoop(
+            "endpointslices",
+            clients.discovery.list_namespaced_endpoint_slice,
+            namespace,
+            EndpointTracker(),
+            hub,
+        ),
+        WatchLoop(
+            "deployments",
+            clients.apps.list_namespaced_deployment,
+            namespace,
+            DeploymentTracker(),
+            hub,
+        ),
+        WatchLoop(
+            "events", clients.core.list_namespaced_event, namespace, CoreEventMapper(pods), hub
+        ),
+    ]
+    for loop in loops:
+        loop.start()
+    deadline = time.monotonic() + ready_timeout
+    for loop in loops:
+        loop.ready.wait(max(0.0, deadline - time.monotonic()))
+    return loops

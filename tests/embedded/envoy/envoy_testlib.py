@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
 
-from lab_app.cluster.embedded.envoy import find_envoy
+from lab_app.cluster.embedded.envoy import Endpoint, Snapshot, find_envoy, gateway_snapshot
 from lab_app.errors import EnvoyNotFoundError
 
 NS = "zdlab"
@@ -116,3 +116,24 @@ def virtual_service(
         "metadata": {"name": SERVICE_NAME},
         "spec": {"hosts": ["*"], "gateways": ["demo-gateway"], "http": [route]},
     }
+
+
+def demo_snapshot(
+    weights: dict[str, int],
+    endpoints: Sequence[Endpoint],
+    *,
+    subsets: Sequence[str] = ("v1", "v2", "v3"),
+    http: dict[str, Any] | None = None,
+    **options: Any,
+) -> Snapshot:
+    """The gateway config of the demo manifests: ``weights`` over the ``subsets`` the
+    DestinationRule defines, ``http`` extra route fields, the Service's ``endpoints``, on a
+    port Envoy picks (``listen_port=0``) unless ``options`` (``gateway_snapshot``'s) say."""
+    return gateway_snapshot(
+        gateway=gateway(),
+        virtual_services=[virtual_service(weights, **(http or {}))],
+        destination_rules=[destination_rule(*subsets)],
+        services=[service()],
+        endpoints={SERVICE_NAME: endpoints},
+        **{"listen_port": 0, **options},
+    )

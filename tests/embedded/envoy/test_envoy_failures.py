@@ -5,15 +5,12 @@ from __future__ import annotations
 import httpx
 from envoy_testlib import (
     HOST,
-    destination_rule,
-    gateway,
+    demo_snapshot,
     needs_envoy,
-    service,
-    virtual_service,
     wait_until,
 )
 
-from lab_app.cluster.embedded.envoy import Endpoint, gateway_snapshot
+from lab_app.cluster.embedded.envoy import Endpoint
 
 pytestmark = needs_envoy
 
@@ -24,14 +21,8 @@ def flags(r: httpx.Response) -> set[str]:
 
 async def start(envoys, eps, weights, **kw):
     def snap(endpoints, w=weights, missing_subset="error"):
-        return gateway_snapshot(
-            gateway=gateway(),
-            virtual_services=[virtual_service(w, **kw)],
-            destination_rules=[destination_rule("v1", "v2")],
-            services=[service()],
-            endpoints={"zero-downtime-rollingupdate": endpoints},
-            listen_port=0,
-            missing_subset=missing_subset,
+        return demo_snapshot(
+            w, endpoints, subsets=("v1", "v2"), http=kw, missing_subset=missing_subset
         )
 
     gw = envoys("gateway")
@@ -113,15 +104,7 @@ async def test_upstream_idle_timeout_closes_idle_connections(envoys, upstreams):
     eps = [Endpoint("127.0.0.1", pod.port, {"version": "v1"}, pod.name)]
     gw = envoys("gateway")
     await gw.start(
-        initial=gateway_snapshot(
-            gateway=gateway(),
-            virtual_services=[virtual_service({"v1": 100})],
-            destination_rules=[destination_rule("v1")],
-            services=[service()],
-            endpoints={"zero-downtime-rollingupdate": eps},
-            listen_port=0,
-            upstream_idle_timeout_s=0.3,
-        )
+        initial=demo_snapshot({"v1": 100}, eps, subsets=("v1",), upstream_idle_timeout_s=0.3)
     )
     port = (await gw.admin.listener_addresses())["0.0.0.0_80"][1]
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from envoy_testlib import (
     HOST,
+    demo_snapshot,
     destination_rule,
     gateway,
     needs_envoy,
@@ -36,14 +37,7 @@ async def setup_gateway(envoys, upstreams, weights, pods_per_version=2, **kw):
     ]
 
     def snap(w, endpoints=None, **extra):
-        return gateway_snapshot(
-            gateway=gateway(),
-            virtual_services=[virtual_service(w, **{**kw, **extra})],
-            destination_rules=[destination_rule("v1", "v2", "v3")],
-            services=[service()],
-            endpoints={"zero-downtime-rollingupdate": eps if endpoints is None else endpoints},
-            listen_port=0,
-        )
+        return demo_snapshot(w, eps if endpoints is None else endpoints, http={**kw, **extra})
 
     gw = envoys("gateway")
     await gw.start(initial=snap(weights))

@@ -7,17 +7,14 @@ from collections import Counter
 
 import httpx
 from envoy_testlib import (
-    destination_rule,
-    gateway,
+    demo_snapshot,
     needs_envoy,
     service,
-    virtual_service,
     wait_until,
 )
 
 from lab_app.cluster.embedded.envoy import (
     Endpoint,
-    gateway_snapshot,
     service_proxy_snapshot,
     sidecar_snapshot,
 )
@@ -116,17 +113,10 @@ async def test_gateway_to_sidecar_to_app(envoys, upstreams):
     pod_port = (await sidecar.admin.listener_addresses())["virtualInbound"][1]
     gw = envoys("gateway")
     await gw.start(
-        initial=gateway_snapshot(
-            gateway=gateway(),
-            virtual_services=[virtual_service({"v2": 100})],
-            destination_rules=[destination_rule("v2")],
-            services=[service()],
-            endpoints={
-                "zero-downtime-rollingupdate": [
-                    Endpoint("127.0.0.1", pod_port, {"version": "v2"}, app.name)
-                ]
-            },
-            listen_port=0,
+        initial=demo_snapshot(
+            {"v2": 100},
+            [Endpoint("127.0.0.1", pod_port, {"version": "v2"}, app.name)],
+            subsets=("v2",),
         )
     )
     port = (await gw.admin.listener_addresses())["0.0.0.0_80"][1]

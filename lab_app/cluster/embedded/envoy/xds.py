@@ -40,16 +40,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lab_app.cluster.embedded.envoy.listeners import HCM_TYPE, TCP_PROXY_TYPE
 from lab_app.errors import ConfigError
 
 if TYPE_CHECKING:
     from lab_app.cluster.embedded.envoy.admin import EnvoyAdmin
-    from lab_app.cluster.embedded.envoy.translate import Snapshot
+    from lab_app.cluster.embedded.envoy.snapshot import Snapshot
 
-HCM_TYPE = (
-    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
-    "HttpConnectionManager"
-)
 TYPE_LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 TYPE_CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 TYPE_ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
@@ -96,18 +93,22 @@ def _dump(resources: list[dict[str, Any]], type_url: str) -> str:
     return json.dumps({"resources": items}, indent=1, sort_keys=True) + "\n"
 
 
-def _hcms(listener: dict[str, Any]) -> list[dict[str, Any]]:
-    """The HTTP connection managers' typed configs in a listener (mutable references)."""
+def _filter_configs(listener: dict[str, Any], *types: str) -> list[dict[str, Any]]:
+    """The typed configs of a listener's network filters of these types (mutable references)."""
     out = []
     for chain in [*listener.get("filter_chains", []), listener.get("default_filter_chain") or {}]:
         for flt in chain.get("filters", []):
             cfg = flt.get("typed_config", {})
-            if cfg.get("@type") == HCM_TYPE:
+            if cfg.get("@type") in types:
                 out.append(cfg)
     return out
 
 
-TCP_PROXY_TYPE = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+def _hcms(listener: dict[str, Any]) -> list[dict[str, Any]]:
+    """The HTTP connection managers' typed configs in a listener (mutable references)."""
+    return _filter_configs(listener, HCM_TYPE)
+
+
 ACCESS_LOG_FORMAT = (
     "%START_TIME% %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% "
     "%RESPONSE_CODE_DETAILS% %UPSTREAM_REQUEST_ATTEMPT_COUNT% %DURATION% %UPSTREAM_HOST%\n"
@@ -128,13 +129,7 @@ def file_access_log(path: Path) -> dict[str, Any]:
 
 def _access_logging_filters(listener: dict[str, Any]) -> list[dict[str, Any]]:
     """Typed configs of the filters that write access logs (HTTP connection manager, TCP proxy)."""
-    out = []
-    for chain in [*listener.get("filter_chains", []), listener.get("default_filter_chain") or {}]:
-        for flt in chain.get("filters", []):
-            cfg = flt.get("typed_config", {})
-            if cfg.get("@type") in (HCM_TYPE, TCP_PROXY_TYPE):
-                out.append(cfg)
-    return out
+    return _filter_configs(listener, HCM_TYPE, TCP_PROXY_TYPE)
 
 
 def _route_names(listeners: list[dict[str, Any]]) -> set[str]:
