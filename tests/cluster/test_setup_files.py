@@ -45,6 +45,14 @@ def test_cni_on_and_no_ambient() -> None:
     assert "ambient" not in spec.get("values", {}).get("profile", "")
 
 
+def test_the_gateway_keeps_the_counters_notebooks_05_and_07_read() -> None:
+    """wait_subset_idle and the gateway-success-rate check read upstream_rq_* per cluster."""
+    kept = overlay_spec()["meshConfig"]["defaultConfig"]["proxyStatsMatcher"]["inclusionRegexps"]
+    for stat in ("upstream_rq_active", "upstream_rq_total", "upstream_rq_completed"):
+        assert any(re.fullmatch(rx, f"cluster.outbound|8080|version-v1|x.upstream_rq_{stat[12:]}")
+                   for rx in kept), (stat, kept)  # fmt: skip
+
+
 def default(name: str) -> str:
     match = re.search(rf'^{name}="\$\{{{name}:-([^}}]+)\}}"$', UP.read_text(), re.M)
     assert match, f"{name} has no overridable default in {UP.name}"
