@@ -13,6 +13,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
+
+from lab_app.cluster.events import EventKind
 
 BACKOFF_BASE = 10.0
 BACKOFF_MAX = 300.0
@@ -64,3 +67,15 @@ async def restart_with_backoff(
             continue
         return True
     return False
+
+
+def report_restart_failure(
+    emit: Callable[..., object], obj: str, what: str, exc: Exception, delay: float, **data: Any
+) -> None:
+    """The ``Note`` event of a failed restart (``what``: "restart", "sidecar restart")."""
+    emit(
+        EventKind.NOTE,
+        obj,
+        f"{what} failed: {exc}; next attempt in {delay:g}s",
+        {**data, "reason": "RestartFailed", "error": str(exc), "backoff_seconds": delay},
+    )

@@ -33,7 +33,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict, Unpack
 
-from lab_app.cluster.embedded.backoff import CrashBackoff, restart_with_backoff
+from lab_app.cluster.embedded.backoff import (
+    CrashBackoff,
+    report_restart_failure,
+    restart_with_backoff,
+)
 from lab_app.cluster.embedded.envoy import (
     Endpoint,
     EnvoyProcess,
@@ -181,12 +185,7 @@ class ManagedEnvoy:
 
     def _restart_failed(self, exc: Exception, delay: float) -> None:
         self.error = exc
-        self._emit(
-            EventKind.NOTE,
-            self.obj,
-            f"restart failed: {exc}; next attempt in {delay:g}s",
-            {"reason": "RestartFailed", "error": str(exc), "backoff_seconds": delay},
-        )
+        report_restart_failure(self._emit, self.obj, "restart", exc, delay)
 
     async def push(
         self, snapshot: Snapshot, *, reason: str, changed_at: float, data: Mapping[str, Any]

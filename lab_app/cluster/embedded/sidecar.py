@@ -29,7 +29,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab_app.cluster.embedded.backoff import CrashBackoff, restart_with_backoff
+from lab_app.cluster.embedded.backoff import (
+    CrashBackoff,
+    report_restart_failure,
+    restart_with_backoff,
+)
 from lab_app.cluster.embedded.envoy import EnvoyProcess, sidecar_snapshot
 from lab_app.cluster.embedded.procs import Reaper
 from lab_app.cluster.embedded.specs import PodTemplate
@@ -160,13 +164,7 @@ class Sidecar:
 
     def _restart_failed(self, exc: Exception, delay: float) -> None:
         self.error = exc
-        self._emit(
-            EventKind.NOTE,
-            self.obj,
-            f"sidecar restart failed: {exc}; next attempt in {delay:g}s",
-            {"pod": self.pod, "reason": "RestartFailed", "error": str(exc),
-             "backoff_seconds": delay},
-        )  # fmt: skip
+        report_restart_failure(self._emit, self.obj, "sidecar restart", exc, delay, pod=self.pod)
 
     def _stop_watching(self) -> None:
         self.terminating = True
