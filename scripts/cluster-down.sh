@@ -6,31 +6,13 @@
 # Usage: scripts/cluster-down.sh [--minikube] [--keep-images]
 set -euo pipefail
 
-NAME="${ZDLAB_CLUSTER:-zdlab}"
-FLAVOUR=kind
-REMOVE_IMAGES=1
-for arg in "$@"; do
-  case "$arg" in
-    --minikube) FLAVOUR=minikube ;;
-    --keep-images) REMOVE_IMAGES=0 ;;
-    -h | --help)
-      sed -n '2,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-      exit 0
-      ;;
-    *)
-      echo "cluster-down: unknown option $arg (try --help)" >&2
-      exit 2
-      ;;
-  esac
-done
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ENGINE=""
-for candidate in docker podman; do
-  if command -v "$candidate" >/dev/null 2>&1; then
-    ENGINE="$candidate"
-    break
-  fi
-done
+NAME="${ZDLAB_CLUSTER:-zdlab}"
+parse_args cluster-down 6 --keep-images "$@"
+REMOVE_IMAGES=$((1 - FLAG_GIVEN)) # --keep-images
+find_engine
 
 if [[ $FLAVOUR == minikube ]]; then
   command -v minikube >/dev/null 2>&1 || {

@@ -32,23 +32,10 @@ KIND_CONFIG="$REPO/manifests/kind-cluster.yaml"
 ISTIO_OVERLAY="$REPO/scripts/istio-operator.yaml"
 GATEWAY_API_URL="https://github.com/kubernetes-sigs/gateway-api/releases/download/${GATEWAY_API_VERSION}/standard-install.yaml"
 VERSIONS=(v1 v2 v3)
-FLAVOUR=kind
-BUILD_IMAGES=1
-
-for arg in "$@"; do
-  case "$arg" in
-    --minikube) FLAVOUR=minikube ;;
-    --no-images) BUILD_IMAGES=0 ;;
-    -h | --help)
-      sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-      exit 0
-      ;;
-    *)
-      echo "cluster-up: unknown option $arg (try --help)" >&2
-      exit 2
-      ;;
-  esac
-done
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$REPO/scripts/lib.sh"
+parse_args cluster-up 10 --no-images "$@"
+BUILD_IMAGES=$((1 - FLAG_GIVEN)) # --no-images
 
 step() { printf '\n==> %s\n' "$*"; }
 fail() {
@@ -91,13 +78,7 @@ else
 fi
 need kubectl "Install kubectl 1.$((K8S_MINOR - 1))-1.$((K8S_MINOR + 1)): https://kubernetes.io/docs/tasks/tools/"
 need istioctl "Install istioctl $ISTIO_VERSION: curl -L https://istio.io/downloadIstio | ISTIO_VERSION=$ISTIO_VERSION sh - (then add istio-$ISTIO_VERSION/bin to PATH)"
-ENGINE=""
-for candidate in docker podman; do
-  if command -v "$candidate" >/dev/null 2>&1; then
-    ENGINE="$candidate"
-    break
-  fi
-done
+find_engine
 [[ -n $ENGINE ]] || fail "neither docker nor podman is on PATH. Install Docker (https://docs.docker.com/engine/install/) or Podman (https://podman.io/docs/installation)"
 "$ENGINE" info >/dev/null 2>&1 || fail "$ENGINE is installed but its engine does not answer ('$ENGINE info' fails): start it first"
 if [[ $ENGINE == podman ]]; then

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -86,9 +86,12 @@ class EventHub:
     * a subscriber on a closed hub gets the replay, then the end.
     """
 
-    def __init__(self, keep: int = 100_000) -> None:
+    def __init__(
+        self, keep: int = 100_000, observe: Callable[[Event], object] | None = None
+    ) -> None:
         self._events: list[Event] = []
         self._keep = keep
+        self._observe = observe  # called with each event after it is published
         self._lock = threading.Lock()
         self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[Any]]] = set()
         self._closed = False
@@ -105,6 +108,8 @@ class EventHub:
             subscribers = list(self._subscribers)
         for loop, queue in subscribers:
             _deliver(loop, queue, event)
+        if self._observe is not None:
+            self._observe(event)
         return event
 
     def emit(

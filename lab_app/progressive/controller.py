@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 
 from lab_app.cluster.base import Cluster
 from lab_app.cluster.events import Event, EventHub
@@ -56,38 +57,35 @@ from lab_app.progressive.spec import CutoverSpec
 OnDecision = Callable[[Decision], object]
 
 
+@dataclass(eq=False, repr=False)
 class Controller:
     """One cutover's state; ``run()`` does it (see the module doc)."""
 
-    def __init__(
-        self,
-        cluster: Cluster,
-        spec: CutoverSpec,
-        loads: list[LoadSource],
-        gate: Gate,
-        on_decision: OnDecision | None,
-    ) -> None:
-        self.cluster = cluster
-        self.spec = spec
-        self.loads = loads
-        self.gate = gate
-        self.on_decision = on_decision
-        self.decisions: list[Decision] = []
-        self.analyses: list[Analysis] = []
-        self.hub = EventHub()
-        self.state = Phase.STARTING
-        self.outcome: Outcome | None = None
-        self.weight = 0
-        self.max_weight = 0
-        self.step = 0  # 1-based index of the step in effect
-        self.failed = 0
-        self.scaled_down: str | None = None
-        self.started = time.time()
-        self.routing: Routing | None = None
-        self.others: list[str] = []  # routed subsets other than stable and canary: weight 0
-        self._changed = False  # a weight was set: an error from now on rolls back
-        self._stats_ok = False  # the gateway has counters for both subsets
-        gate.on_change(self._on_gate)
+    cluster: Cluster
+    spec: CutoverSpec
+    loads: list[LoadSource]
+    gate: Gate
+    on_decision: OnDecision | None
+    decisions: list[Decision] = field(default_factory=list, init=False)
+    analyses: list[Analysis] = field(default_factory=list, init=False)
+    hub: EventHub = field(default_factory=EventHub, init=False)
+    state: Phase = field(default=Phase.STARTING, init=False)
+    outcome: Outcome | None = field(default=None, init=False)
+    weight: int = field(default=0, init=False)
+    max_weight: int = field(default=0, init=False)
+    step: int = field(default=0, init=False)  # 1-based index of the step in effect
+    failed: int = field(default=0, init=False)
+    scaled_down: str | None = field(default=None, init=False)
+    started: float = field(default_factory=time.time, init=False)
+    routing: Routing | None = field(default=None, init=False)
+    # routed subsets other than stable and canary: weight 0
+    others: list[str] = field(default_factory=list, init=False)
+    # a weight was set: an error from now on rolls back
+    _changed: bool = field(default=False, init=False)
+    _stats_ok: bool = field(default=False, init=False)  # the gateway has counters for both subsets
+
+    def __post_init__(self) -> None:
+        self.gate.on_change(self._on_gate)
 
     # ------------------------------------------------------------------ decisions / events
     def _record(self, decision: Decision) -> Decision:

@@ -18,6 +18,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 from lab_app.cluster.base import Cluster
 from lab_app.errors import LabError
@@ -67,24 +68,25 @@ async def subset_counters_now(
     return subset_counters(stats, {subset: clusters})[subset]
 
 
+class IdleWait(TypedDict, total=False):
+    """How ``wait_subset_idle`` waits: ``wait_clusters_idle``'s options (and defaults)."""
+
+    quiet_s: float
+    timeout: float
+    poll: float
+
+
 async def wait_subset_idle(
-    cluster: Cluster,
-    virtualservice: str,
-    subset: str,
-    *,
-    quiet_s: float = 1.0,
-    timeout: float = 60.0,
-    poll: float = 0.1,
+    cluster: Cluster, virtualservice: str, subset: str, **wait: Unpack[IdleWait]
 ) -> Idle:
     """Return once the gateway has had no request in flight to ``subset`` and sent it no new
-    one for ``quiet_s`` seconds; ``LabError`` after ``timeout`` or if it has no counters."""
+    one for ``quiet_s`` seconds (default 1); ``LabError`` after ``timeout`` (default 60) or if
+    it has no counters."""
     routing = await read_routing(cluster, virtualservice)
     clusters = routing.clusters_of(subset)[subset]
     if not clusters:
         raise LabError(f"the gateway has no cluster for subset {subset} of {virtualservice}")
-    return await wait_clusters_idle(
-        cluster, subset, clusters, quiet_s=quiet_s, timeout=timeout, poll=poll
-    )
+    return await wait_clusters_idle(cluster, subset, clusters, **wait)
 
 
 async def wait_clusters_idle(

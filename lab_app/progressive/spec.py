@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias, cast
+from typing import Any, TypeAlias, TypedDict, cast
 
 from lab_app.errors import ConfigError
 from lab_app.load.records import Record
@@ -134,6 +134,25 @@ class CutoverSpec:
             "scale_down_canary": self.scale_down_canary,
             "idle_window_s": self.idle_window_s,
         }
+
+
+class SpecOptions(TypedDict, total=False):
+    """The options of ``make_spec`` (which gives their defaults) that ``progressive_cutover``
+    passes on as they are."""
+
+    steps: Sequence[int] | None
+    step_weight: int | None
+    max_weight: int | None
+    interval_s: float
+    checks: CheckArg
+    threshold: int
+    stable_version: str | None
+    canary_version: str | None
+    scale_down: str | None
+    scale_down_canary: str | None
+    idle_window_s: float
+    idle_timeout_s: float
+    settle_timeout_s: float
 
 
 def _name(what: str, value: object) -> str:

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Generator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Generator
+from typing import Any, Unpack
 
 from lab_app.cluster.base import Cluster
 from lab_app.cluster.events import Event
 from lab_app.errors import ConfigError
-from lab_app.progressive.checks import DEFAULT_CHECKS
 from lab_app.progressive.controller import Controller, OnDecision
 from lab_app.progressive.decisions import Analysis, CutoverResult, Decision, Phase
 from lab_app.progressive.gates import Gate
-from lab_app.progressive.spec import CheckArg, LoadArg, load_sources, make_spec
+from lab_app.progressive.spec import LoadArg, SpecOptions, load_sources, make_spec
 
 
 async def progressive_cutover(
@@ -30,22 +29,10 @@ async def progressive_cutover(
     stable: str,
     canary: str,
     *,
-    steps: Sequence[int] | None = None,
-    step_weight: int | None = None,
-    max_weight: int | None = None,
-    interval_s: float = 5.0,
-    checks: CheckArg = DEFAULT_CHECKS,
-    threshold: int = 2,
     load: LoadArg = None,
-    stable_version: str | None = None,
-    canary_version: str | None = None,
-    scale_down: str | None = None,
-    scale_down_canary: str | None = None,
-    idle_window_s: float = 1.0,
-    idle_timeout_s: float = 60.0,
-    settle_timeout_s: float = 30.0,
     gate: Gate | None = None,
     on_decision: OnDecision | None = None,
+    **options: Unpack[SpecOptions],
 ) -> CutoverResult:
     """Move ``virtualservice``'s traffic from subset ``stable`` to ``canary`` step by step.
 
@@ -58,26 +45,11 @@ async def progressive_cutover(
     scaled to 0 after a promotion once idle; ``scale_down_canary``: the canary's, after a
     rollback. ``gate``: manual pause/promote/abort (``start_progressive`` makes one).
 
+    The other options (``SpecOptions``) go to ``make_spec``, which gives their defaults.
+
     Raises ConfigError/ManifestError before any weight changes on bad input.
     """
-    spec = make_spec(
-        virtualservice,
-        stable,
-        canary,
-        steps=steps,
-        step_weight=step_weight,
-        max_weight=max_weight,
-        interval_s=interval_s,
-        checks=checks,
-        threshold=threshold,
-        stable_version=stable_version,
-        canary_version=canary_version,
-        scale_down=scale_down,
-        scale_down_canary=scale_down_canary,
-        idle_window_s=idle_window_s,
-        idle_timeout_s=idle_timeout_s,
-        settle_timeout_s=settle_timeout_s,
-    )
+    spec = make_spec(virtualservice, stable, canary, **options)
     controller = Controller(cluster, spec, load_sources(load), gate or Gate(), on_decision)
     return await controller.run()
 

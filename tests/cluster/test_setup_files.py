@@ -17,6 +17,7 @@ from lab_app.cluster.kube.gateway import GATEWAY_PORT_NAME, GATEWAY_SERVICE, kin
 OVERLAY = REPO / "scripts" / "istio-operator.yaml"
 UP = REPO / "scripts" / "cluster-up.sh"
 DOWN = REPO / "scripts" / "cluster-down.sh"
+LIB = REPO / "scripts" / "lib.sh"
 
 
 def overlay_spec() -> dict:
@@ -70,12 +71,12 @@ def test_versions_are_pinned_and_overridable() -> None:
     assert '-f "$ISTIO_OVERLAY"' in text
 
 
-@pytest.mark.parametrize("script", [UP, DOWN], ids=lambda p: p.name)
+@pytest.mark.parametrize("script", [UP, DOWN, LIB], ids=lambda p: p.name)
 def test_scripts_parse_and_pass_shellcheck(script) -> None:
     subprocess.run(["bash", "-n", str(script)], check=True, timeout=30)
     if shutil.which("shellcheck") is None:
         pytest.skip("shellcheck is not installed")
     done = subprocess.run(
-        ["shellcheck", str(script)], capture_output=True, text=True, timeout=60, check=False
+        ["shellcheck", "-x", str(script)], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stdout

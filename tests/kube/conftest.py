@@ -4,7 +4,7 @@ optionally backed by a stateful object store that behaves like kube-apiserver.""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from kube_apiserver import FakeApiServer, kubeconfig_text
 from kube_store import ObjectStore
+
+from lab_app.cluster.kube import KubeCluster
 
 
 @pytest.fixture
@@ -45,3 +47,11 @@ def store(fake_api: FakeApiServer) -> ObjectStore:
     )
     fake_api.store = objects
     return objects
+
+
+@pytest.fixture
+async def cluster(kubeconfig: Path, store: ObjectStore) -> AsyncIterator[KubeCluster]:
+    """A ``KubeCluster`` on the stateful fake API server, without watches."""
+    cluster = await KubeCluster.start(kubeconfig=kubeconfig, watch=False)
+    yield cluster
+    await cluster.close()

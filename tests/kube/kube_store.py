@@ -121,6 +121,11 @@ def status(code: int, reason: str, message: str, **details: Any) -> dict[str, An
     return body
 
 
+def invalid_patch(problem: str) -> Reply:
+    """422 Invalid for the PatchOptions of a request (kube-apiserver's wording)."""
+    return Reply(422, status(422, "Invalid", f'PatchOptions.meta.k8s.io "" is invalid: {problem}'))
+
+
 def resource(plural: str) -> str:
     """``deployments.apps``: how upstream names a resource in messages."""
     group = KINDS[plural][0]
@@ -373,11 +378,7 @@ class ObjectStore:
             )
             return Reply(415, status(415, "UnsupportedMediaType", message))
         if force:
-            message = (
-                'PatchOptions.meta.k8s.io "" is invalid: force: Forbidden: '
-                "may not be specified for non-apply patch"
-            )
-            return Reply(422, status(422, "Invalid", message))
+            return invalid_patch("force: Forbidden: may not be specified for non-apply patch")
         key = self._key(target.plural, target.namespace, target.name)
         current = self._objects.get(key)
         if current is None:
@@ -393,11 +394,7 @@ class ObjectStore:
 
     def _apply(self, target: Target, body: dict[str, Any], manager: str, force: bool) -> Reply:
         if not manager:
-            message = (
-                'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: '
-                "is required for apply patch"
-            )
-            return Reply(422, status(422, "Invalid", message))
+            return invalid_patch("fieldManager: Required value: is required for apply patch")
         key = self._key(target.plural, target.namespace, target.name)
         current = self._objects.get(key)
         refused = (

@@ -157,23 +157,29 @@ def test_watch_sends_bookmarks_with_the_latest_version(clients, store):
     assert watcher.resource_version == str(store.resource_version)
 
 
+def watch_deployments_gone(clients, resource_version: str) -> ApiException:
+    """Watch the Deployments from ``resource_version``: the server must answer 410 Gone."""
+    with pytest.raises(ApiException) as caught:
+        for _ in k8s_watch.Watch().stream(
+            clients.apps.list_namespaced_deployment,
+            "zdlab",
+            resource_version=resource_version,
+            timeout_seconds=5,
+        ):
+            pass
+    assert caught.value.status == 410
+    return caught.value
+
+
 @pytest.mark.parametrize("gone_as", ["event", "status"])
 def test_a_watch_from_a_compacted_version_is_gone(clients, store, gone_as):
     store.gone_as = gone_as
     old = str(store.resource_version)
     apply(clients)
     store.compact()
-    with pytest.raises(ApiException) as caught:
-        for _ in k8s_watch.Watch().stream(
-            clients.apps.list_namespaced_deployment,
-            "zdlab",
-            resource_version=old,
-            timeout_seconds=5,
-        ):
-            pass
-    assert caught.value.status == 410
+    gone = watch_deployments_gone(clients, old)
     if gone_as == "event":  # the watch cache's ERROR event: the client raises with its Status
-        assert caught.value.reason.startswith("Expired: too old resource version")
+        assert gone.reason.startswith("Expired: too old resource version")
     assert store.expired == [old]
 
 
@@ -184,15 +190,7 @@ def test_history_keeps_only_the_last_events(clients, store):
         body = copy.deepcopy(DEPLOYMENT)
         body["spec"]["replicas"] = replicas
         apply(clients, body)
-    with pytest.raises(ApiException) as caught:
-        for _ in k8s_watch.Watch().stream(
-            clients.apps.list_namespaced_deployment,
-            "zdlab",
-            resource_version=old,
-            timeout_seconds=5,
-        ):
-            pass
-    assert caught.value.status == 410
+    watch_deployments_gone(clients, old)
     listing = clients.apps.list_namespaced_deployment("zdlab")
     assert listing.metadata.resource_version == str(store.resource_version)
     assert [d.spec.replicas for d in listing.items] == [3]

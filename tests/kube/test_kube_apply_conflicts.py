@@ -8,20 +8,12 @@ import threading
 
 import pytest
 
-from lab_app.cluster.kube import KubeCluster
 from lab_app.cluster.kube.rollout import wait_for_rollout
 from lab_app.errors import LabError
 from tests.helpers import eventually, manifest
 
 APP = "zero-downtime-rollingupdate"
 MERGE = "application/merge-patch+json"
-
-
-@pytest.fixture
-async def cluster(kubeconfig, store):
-    cluster = await KubeCluster.start(kubeconfig=kubeconfig, watch=False)
-    yield cluster
-    await cluster.close()
 
 
 def managers(obj: dict) -> dict[tuple[str, str], dict]:

@@ -10,7 +10,12 @@ so the delays follow the kubelet: the first restart is immediate, then 10 s, dou
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
+
+from lab_app.cluster.events import EventKind
 
 BACKOFF_BASE = 10.0
 BACKOFF_MAX = 300.0
@@ -36,3 +41,41 @@ class CrashBackoff:
             delay = min(self.base * 2 ** (self.failures - 1), self.maximum) * self.scale
         self.failures += 1
         return delay
+
+
+async def restart_with_backoff(
+    start: Callable[[], Awaitable[object]],
+    backoff: CrashBackoff,
+    delay: float,
+    *,
+    stopping: Callable[[], bool],
+    failed: Callable[[Exception, float], object],
+) -> bool:
+    """Wait ``delay``, then ``start()``; after each failure report it with the next delay
+    (``failed(exc, delay)``) and try again after it. True once started, False if
+    ``stopping()`` turned true first."""
+    while not stopping():
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if stopping():
+            return False
+        try:
+            await start()
+        except Exception as exc:
+            delay = backoff.next_delay()
+            failed(exc, delay)
+            continue
+        return True
+    return False
+
+
+def report_restart_failure(
+    emit: Callable[..., object], obj: str, what: str, exc: Exception, delay: float, **data: Any
+) -> None:
+    """The ``Note`` event of a failed restart (``what``: "restart", "sidecar restart")."""
+    emit(
+        EventKind.NOTE,
+        obj,
+        f"{what} failed: {exc}; next attempt in {delay:g}s",
+        {**data, "reason": "RestartFailed", "error": str(exc), "backoff_seconds": delay},
+    )

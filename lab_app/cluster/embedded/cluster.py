@@ -73,7 +73,9 @@ class EmbeddedCluster:
         self.state_dir: Path = Path()
         self.started_at: float | None = None
         self._owns_state_dir = False
-        self._hub = EventHub()
+        # each event also goes to the proxies, which keep the latest push outcomes
+        self._hub = EventHub(observe=lambda event: self._proxies.record(event))
+        self._emit = self._hub.emit
         self._control = ControlLoop(
             self._reconcile,
             lambda exc: self._emit(EventKind.NOTE, "controller", f"reconcile failed: {exc!r}"),
@@ -213,17 +215,6 @@ class EmbeddedCluster:
         )
 
     # ================================================================ events
-
-    def _emit(
-        self,
-        kind: EventKind | str,
-        obj: str,
-        message: str = "",
-        data: Mapping[str, Any] | None = None,
-    ) -> Event:
-        event = self._hub.emit(kind, obj, message, data)
-        self._proxies.record(event)
-        return event
 
     def note(self, message: str, obj: str = "lab", **data: Any) -> Event:
         """Add a ``Note`` event by hand (experiments mark their steps with it)."""

@@ -10,26 +10,27 @@ a pass then, or every 0.5 s anyway. ``wait_for`` re-checks its predicate after e
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from lab_app.cluster.embedded.waiting import wait_event
+from lab_app.cluster.embedded.waiting import cancel_and_wait, wait_event
 
 PERIOD = 0.5  # a pass at least this often, kicked or not
 
 
+@dataclass(eq=False, repr=False)
 class ControlLoop:
     """Runs ``step()`` after each ``kick()`` (or every ``PERIOD``); a failing step is reported
     to ``on_error`` and the loop goes on (a controller bug must not stop the cluster)."""
 
-    def __init__(self, step: Callable[[], None], on_error: Callable[[Exception], object]) -> None:
-        self._step = step
-        self._on_error = on_error
-        self._dirty: asyncio.Event | None = None
-        self._changed: asyncio.Event | None = None  # replaced after each pass, then set
-        self._task: asyncio.Task[None] | None = None
-        self._stopped = False
+    step: Callable[[], None]
+    on_error: Callable[[Exception], object]
+    _dirty: asyncio.Event | None = field(default=None, init=False)
+    # replaced after each pass, then set
+    _changed: asyncio.Event | None = field(default=None, init=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False)
+    _stopped: bool = field(default=False, init=False)
 
     def prepare(self) -> None:
         """Create the events (``kick`` and ``wait_for`` work from now on)."""
@@ -44,10 +45,7 @@ class ControlLoop:
 
     async def stop(self) -> None:
         self._stopped = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         assert self._dirty is not None
@@ -55,9 +53,9 @@ class ControlLoop:
             await wait_event(self._dirty, PERIOD)
             self._dirty.clear()
             try:
-                self._step()
+                self.step()
             except Exception as exc:
-                self._on_error(exc)
+                self.on_error(exc)
             changed, self._changed = self._changed, asyncio.Event()
             assert changed is not None
             changed.set()

@@ -27,14 +27,17 @@ added and removed, and how long after the change it landed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
-from lab_app.cluster.embedded.backoff import CrashBackoff
+from lab_app.cluster.embedded.backoff import (
+    CrashBackoff,
+    report_restart_failure,
+    restart_with_backoff,
+)
 from lab_app.cluster.embedded.envoy import (
     Endpoint,
     EnvoyProcess,
@@ -44,6 +47,7 @@ from lab_app.cluster.embedded.envoy import (
 )
 from lab_app.cluster.embedded.procs import Reaper
 from lab_app.cluster.embedded.propagation import Debouncer, DelayLine
+from lab_app.cluster.embedded.waiting import cancel_and_wait
 from lab_app.cluster.events import EventKind
 
 Emit = Callable[..., Any]
@@ -86,6 +90,16 @@ def istiod_endpoints(endpoints: Sequence[Endpoint]) -> list[Endpoint]:
     """The endpoints istiod sends to a gateway or sidecar: ready and not terminating (no
     fallback; Istio keeps terminating endpoints only for persistent sessions, not modelled)."""
     return [e for e in endpoints if e.ready and not _terminating(e)]
+
+
+class EnvoyArgs(TypedDict):
+    """What ``ServiceProxy`` and ``IngressGateway`` pass on to their ``ManagedEnvoy``."""
+
+    workdir: Path
+    emit: Emit
+    reaper: Reaper | None
+    envoy_bin: NotRequired[str | Path | None]
+    backoff_scale: NotRequired[float]
 
 
 class ManagedEnvoy:
@@ -146,23 +160,14 @@ class ManagedEnvoy:
             if self._reaper is not None and pid:
                 self._reaper.unwatch(pid)
             delay = self._backoff.next_delay(time.monotonic() - self._running_since)
-            while not self._stopping:
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                try:
-                    await self.envoy.start(initial=self._last, timeout=20.0)
-                except Exception as exc:
-                    self.error = exc
-                    delay = self._backoff.next_delay()
-                    self._emit(
-                        EventKind.NOTE,
-                        self.obj,
-                        f"restart failed: {exc}; next attempt in {delay:g}s",
-                        {"reason": "RestartFailed", "error": str(exc), "backoff_seconds": delay},
-                    )
-                    continue
-                break
-            if self._stopping:
+            started = await restart_with_backoff(
+                lambda: self.envoy.start(initial=self._last, timeout=20.0),
+                self._backoff,
+                delay,
+                stopping=lambda: self._stopping,
+                failed=self._restart_failed,
+            )
+            if not started or self._stopping:
                 return
             self.error = None
             self.restarts += 1
@@ -177,6 +182,10 @@ class ManagedEnvoy:
             )
             if self.on_restart is not None:
                 self.on_restart()  # catch up with changes it missed while down
+
+    def _restart_failed(self, exc: Exception, delay: float) -> None:
+        self.error = exc
+        report_restart_failure(self._emit, self.obj, "restart", exc, delay)
 
     async def push(
         self, snapshot: Snapshot, *, reason: str, changed_at: float, data: Mapping[str, Any]
@@ -219,10 +228,7 @@ class ManagedEnvoy:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(BaseException):
-                await self._watch
+        await cancel_and_wait(self._watch)
         await self.envoy.stop(graceful=False)
         if self._reaper is not None and self.envoy.pid:
             self._reaper.unwatch(self.envoy.pid)
@@ -243,24 +249,14 @@ class ServiceProxy:
         namespace: str,
         listen_port: int,
         delay: float,
-        workdir: Path,
-        emit: Emit,
-        reaper: Reaper | None,
-        envoy_bin: str | Path | None = None,
-        backoff_scale: float = 1.0,
+        **envoy: Unpack[EnvoyArgs],
     ) -> None:
         self.service = dict(service)
         self.name = str(service["metadata"]["name"])
         self.namespace = namespace
         self.listen_port = listen_port
         self.proxy = ManagedEnvoy(
-            name=f"kube-proxy-{self.name}",
-            obj=f"proxy/kube-proxy-{self.name}",
-            workdir=workdir,
-            emit=emit,
-            reaper=reaper,
-            envoy_bin=envoy_bin,
-            backoff_scale=backoff_scale,
+            name=f"kube-proxy-{self.name}", obj=f"proxy/kube-proxy-{self.name}", **envoy
         )
         self._line: DelayLine[list[Endpoint]] | None = None
         self._delay = delay
@@ -333,23 +329,16 @@ class IngressGateway:
         debounce: float,
         debounce_max: float,
         build: Callable[[], tuple[Snapshot, dict[str, Any]]],
-        workdir: Path,
-        emit: Emit,
-        reaper: Reaper | None,
-        envoy_bin: str | Path | None = None,
-        backoff_scale: float = 1.0,
+        **envoy: Unpack[EnvoyArgs],
     ) -> None:
         self.listen_port = listen_port
         self._build = build
-        self.proxy = ManagedEnvoy(
-            name="gateway", obj="proxy/gateway", workdir=workdir, emit=emit, reaper=reaper,
-            envoy_bin=envoy_bin, backoff_scale=backoff_scale,
-        )  # fmt: skip
+        self.proxy = ManagedEnvoy(name="gateway", obj="proxy/gateway", **envoy)
         self._debounce = debounce
         self._debounce_max = debounce_max
         self._debouncer: Debouncer | None = None
         self._reasons: set[str] = set()
-        self._emit = emit
+        self._emit = envoy["emit"]
         self.applied_endpoints: set[str] = set()
 
     @property

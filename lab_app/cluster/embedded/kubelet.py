@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,25 +33,18 @@ GRAVEYARD_SIZE = 200
 Emit = Callable[..., Any]
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class Kubelet:
     """The live pods by name (``pods``) and the last deleted ones (``graveyard``)."""
 
-    def __init__(
-        self,
-        *,
-        options: ClusterOptions,
-        store: Store,
-        emit: Emit,
-        on_change: Callable[[], None],
-    ) -> None:
-        self._opts = options
-        self._store = store
-        self._emit = emit
-        self._on_change = on_change
-        self.pods: dict[str, Pod] = {}
-        self.graveyard: OrderedDict[str, Pod] = OrderedDict()
-        self.state_dir = Path()
-        self.reaper: Reaper | None = None
+    options: ClusterOptions
+    store: Store
+    emit: Emit
+    on_change: Callable[[], None]
+    pods: dict[str, Pod] = field(default_factory=dict, init=False)
+    graveyard: OrderedDict[str, Pod] = field(default_factory=OrderedDict, init=False)
+    state_dir: Path = field(default_factory=Path, init=False)
+    reaper: Reaper | None = field(default=None, init=False)
 
     def find(self, name: str) -> Pod | None:
         """A live pod, else a recently deleted one."""
@@ -83,15 +77,15 @@ class Kubelet:
         own = template.sidecar_injection()
         if own is not None:
             return own
-        if self._opts.sidecar_injection is not None:
-            return self._opts.sidecar_injection
-        return self._store.namespace_labels.get("istio-injection") == "enabled"
+        if self.options.sidecar_injection is not None:
+            return self.options.sidecar_injection
+        return self.store.namespace_labels.get("istio-injection") == "enabled"
 
     def sidecar_mode(self, template: PodTemplate) -> str:
         """native | classic: the pod's ``sidecar.istio.io/nativeSidecar`` annotation, then the
         cluster's ``sidecar_mode``, then the versions' default (ENABLE_NATIVE_SIDECARS=auto)."""
         annotation = template.annotations.get("sidecar.istio.io/nativeSidecar")
-        return self._opts.versions.sidecar_mode(annotation, mesh=self._opts.sidecar_mode)
+        return self.options.versions.sidecar_mode(annotation, mesh=self.options.sidecar_mode)
 
     def create_pod(self, dep: Deployment, rs: ReplicaSet) -> Pod:
         """The Deployment controller's pod creation: a new name, then the pod starts."""
@@ -103,14 +97,14 @@ class Kubelet:
             deployment=dep.name,
             rs_hash=rs.hash,
             workdir=self.state_dir / "pods" / name,
-            options=self._opts.kubelet,
-            emit=self._emit,
-            on_change=self._on_change,
+            options=self.options.kubelet,
+            emit=self.emit,
+            on_change=self.on_change,
             env_resolver=self._resolve_env,
             reaper=self.reaper,
             inject_sidecar=self.inject(rs.template),
             sidecar_mode=self.sidecar_mode(rs.template),
-            minimum_grace_period=self._opts.versions.minimum_grace_period,
+            minimum_grace_period=self.options.versions.minimum_grace_period,
         )
         self.pods[name] = pod
         pod.start()
@@ -120,7 +114,7 @@ class Kubelet:
         pod.terminate()
 
     def _resolve_env(self, pod: Pod) -> dict[str, str]:
-        return resolve_env(pod, self._store.configmaps(), self._opts.namespace)
+        return resolve_env(pod, self.store.configmaps(), self.options.namespace)
 
     def wake_all(self) -> None:
         """A ConfigMap changed: a pod waiting for it (CreateContainerConfigError) retries now."""

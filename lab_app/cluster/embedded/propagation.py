@@ -18,13 +18,12 @@ Both are configurable from ``EmbeddedCluster.start(propagation_delay=..., istiod
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-from lab_app.cluster.embedded.waiting import wait_event
+from lab_app.cluster.embedded.waiting import cancel_and_wait, wait_event
 
 T = TypeVar("T")
 
@@ -82,9 +81,7 @@ class DelayLine(Generic[T]):
                 pass
 
     async def aclose(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(BaseException):
-            await self._task
+        await cancel_and_wait(self._task)
 
 
 class Debouncer:
@@ -145,6 +142,4 @@ class Debouncer:
                 pass
 
     async def aclose(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(BaseException):
-            await self._task
+        await cancel_and_wait(self._task)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ GATEWAY_NAMES = ("gateway", "istio-ingressgateway", "proxy/gateway")
 KINDS = ("routes", "clusters", "endpoints", "listeners")
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class Proxies:
     """The gateway and kube-proxy Envoys, and lookups over them and the pods' sidecars.
 
@@ -48,27 +50,19 @@ class Proxies:
     one here, as its kube-proxy starts) and ``pods`` the kubelet's live pods (read only).
     """
 
-    def __init__(
-        self,
-        *,
-        options: ClusterOptions,
-        emit: Emit,
-        store: Store,
-        endpoints: dict[str, list[Endpoint]],
-        pods: Mapping[str, Pod],
-    ) -> None:
-        self._opts = options
-        self._emit = emit
-        self._store = store
-        self._endpoints = endpoints
-        self._pods = pods
-        self.gateway: IngressGateway | None = None
-        self.services: dict[str, ServiceProxy] = {}
-        self.gateway_port = 0
-        self.outcomes: dict[str, Event] = {}  # proxy -> its latest ConfigPushed/Rejected
-        self._state_dir = Path()
-        self._reaper: Reaper | None = None
-        self._envoy_bin: str | Path | None = None
+    options: ClusterOptions
+    emit: Emit
+    store: Store
+    endpoints: dict[str, list[Endpoint]]
+    pods: Mapping[str, Pod]
+    gateway: IngressGateway | None = field(default=None, init=False)
+    services: dict[str, ServiceProxy] = field(default_factory=dict, init=False)
+    gateway_port: int = field(default=0, init=False)
+    # proxy -> its latest ConfigPushed/Rejected
+    outcomes: dict[str, Event] = field(default_factory=dict, init=False)
+    _state_dir: Path = field(default_factory=Path, init=False)
+    _reaper: Reaper | None = field(default=None, init=False)
+    _envoy_bin: str | Path | None = field(default=None, init=False)
 
     async def start(
         self, gateway_port: int, state_dir: Path, reaper: Reaper, envoy_bin: str | Path
@@ -78,14 +72,14 @@ class Proxies:
         self._state_dir, self._reaper, self._envoy_bin = state_dir, reaper, envoy_bin
         self.gateway = IngressGateway(
             listen_port=gateway_port,
-            debounce=self._opts.istiod_debounce,
-            debounce_max=self._opts.istiod_debounce_max,
+            debounce=self.options.istiod_debounce,
+            debounce_max=self.options.istiod_debounce_max,
             build=self.build_gateway,
             workdir=state_dir / "proxies" / "gateway",
-            emit=self._emit,
+            emit=self.emit,
             reaper=reaper,
             envoy_bin=envoy_bin,
-            backoff_scale=self._opts.kubelet.backoff_scale,
+            backoff_scale=self.options.kubelet.backoff_scale,
         )
         await self.gateway.start()
 
@@ -99,10 +93,10 @@ class Proxies:
     def build_gateway(self, objects: ObjectsView | None = None) -> tuple[Snapshot, dict[str, Any]]:
         """istiod's translation for the gateway: its Envoy config from ``objects`` (default:
         the applied ones; ``staging`` passes the staged ones for a trial) and the endpoints."""
-        objects = objects or self._store.objects
+        objects = objects or self.store.objects
         gateways = [s.obj for _, s in sorted(objects["Gateway"].items())]
         # istiod: ready endpoints only, never terminating ones (kube-proxy's fallback is not its)
-        endpoints = {name: istiod_endpoints(eps) for name, eps in self._endpoints.items()}
+        endpoints = {name: istiod_endpoints(eps) for name, eps in self.endpoints.items()}
         info: dict[str, Any] = {
             "endpoints": sorted(e.pod for eps in endpoints.values() for e in eps),
         }
@@ -116,11 +110,11 @@ class Proxies:
             endpoints=endpoints,
             services=[s.obj for s in objects["Service"].values()],
             listen_port=self.gateway_port,
-            namespace=self._opts.namespace,
+            namespace=self.options.namespace,
             # istiod names the cluster of an undefined subset anyway: 503 NC (route.go)
-            missing_subset="error" if self._opts.strict_routes else "blackhole",
+            missing_subset="error" if self.options.strict_routes else "blackhole",
             # istiod's default retry policy retried 503 before Istio 1.24
-            default_retry_codes=self._opts.versions.default_retriable_status_codes,
+            default_retry_codes=self.options.versions.default_retriable_status_codes,
         )
         info["weights"] = {
             (vs.get("metadata") or {}).get("name", ""): route_shares(vs) for vs in vss
@@ -138,26 +132,26 @@ class Proxies:
         existing = self.services.get(name)
         if existing is not None:
             existing.update_service(stored.obj)
-            existing.endpoints_changed(self._endpoints.get(name, []))
+            existing.endpoints_changed(self.endpoints.get(name, []))
             return
         assert self._reaper is not None
         proxy = ServiceProxy(
             service=stored.obj,
-            namespace=self._opts.namespace,
+            namespace=self.options.namespace,
             listen_port=free_port(),
-            delay=self._opts.propagation_delay,
+            delay=self.options.propagation_delay,
             workdir=self._state_dir / "proxies" / f"kube-proxy-{name}",
-            emit=self._emit,
+            emit=self.emit,
             reaper=self._reaper,
             envoy_bin=self._envoy_bin,
-            backoff_scale=self._opts.kubelet.backoff_scale,
+            backoff_scale=self.options.kubelet.backoff_scale,
         )
-        await proxy.start(self._endpoints.setdefault(name, []))
+        await proxy.start(self.endpoints.setdefault(name, []))
         self.services[name] = proxy
 
     async def remove_service(self, name: str) -> None:
         proxy = self.services.pop(name, None)
-        self._endpoints.pop(name, None)
+        self.endpoints.pop(name, None)
         if proxy is not None:
             await proxy.stop()
         self.trigger("config")
@@ -199,7 +193,7 @@ class Proxies:
         for prefix in ("kube-proxy-", "kube-proxy/", "service/"):
             if name.startswith(prefix) and name[len(prefix) :] in self.services:
                 return self.services[name[len(prefix) :]].proxy.envoy
-        pod = self._pods.get(name.removesuffix("-sidecar"))
+        pod = self.pods.get(name.removesuffix("-sidecar"))
         if pod is not None and pod.sidecar is not None and pod.sidecar.envoy is not None:
             return pod.sidecar.envoy
         raise ConfigError(
@@ -234,7 +228,7 @@ class Proxies:
     def rejections(self) -> dict[str, str]:
         """Proxies whose latest push was rejected (NACKed): ``proxy/NAME`` -> Envoy's reason."""
         live = {m.obj for m in self._managed()}
-        live |= {p.sidecar.obj for p in self._pods.values() if p.sidecar is not None}
+        live |= {p.sidecar.obj for p in self.pods.values() if p.sidecar is not None}
         return settle.rejections(self.outcomes, live)
 
     def errors(self) -> dict[str, str]:
@@ -244,7 +238,7 @@ class Proxies:
         for proxy in self._managed():
             if proxy.error is not None:
                 out[proxy.obj] = str(proxy.error)
-        for pod in self._pods.values():
+        for pod in self.pods.values():
             if pod.sidecar is not None and pod.sidecar.error is not None:
                 out[pod.sidecar.obj] = str(pod.sidecar.error)
         return out

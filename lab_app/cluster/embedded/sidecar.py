@@ -29,7 +29,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab_app.cluster.embedded.backoff import CrashBackoff
+from lab_app.cluster.embedded.backoff import (
+    CrashBackoff,
+    report_restart_failure,
+    restart_with_backoff,
+)
 from lab_app.cluster.embedded.envoy import EnvoyProcess, sidecar_snapshot
 from lab_app.cluster.embedded.procs import Reaper
 from lab_app.cluster.embedded.specs import PodTemplate
@@ -143,26 +147,11 @@ class Sidecar:
             if self._reaper is not None and pid:
                 self._reaper.unwatch(pid)
             delay = self._backoff.next_delay(time.monotonic() - self._running_since)
-            while not self.terminating:
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                if self.terminating:
-                    return
-                try:
-                    await self.start()
-                except Exception as exc:
-                    self.error = exc
-                    delay = self._backoff.next_delay()
-                    self._emit(
-                        EventKind.NOTE,
-                        self.obj,
-                        f"sidecar restart failed: {exc}; next attempt in {delay:g}s",
-                        {"pod": self.pod, "reason": "RestartFailed", "error": str(exc),
-                         "backoff_seconds": delay},
-                    )  # fmt: skip
-                    continue
-                break
-            if self.terminating:
+            started = await restart_with_backoff(
+                self.start, self._backoff, delay, stopping=lambda: self.terminating,
+                failed=self._restart_failed,
+            )  # fmt: skip
+            if not started or self.terminating:
                 return
             self.error = None
             self.restarts += 1
@@ -172,6 +161,10 @@ class Sidecar:
                 f"sidecar Envoy restarted (pid {self.envoy.pid}, restart {self.restarts})",
                 {"pod": self.pod, "container": "istio-proxy", "restarts": self.restarts},
             )
+
+    def _restart_failed(self, exc: Exception, delay: float) -> None:
+        self.error = exc
+        report_restart_failure(self._emit, self.obj, "sidecar restart", exc, delay, pod=self.pod)
 
     def _stop_watching(self) -> None:
         self.terminating = True

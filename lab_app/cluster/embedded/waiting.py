@@ -10,6 +10,7 @@ wait on events that fire all the time, so they hit that race and never stop. The
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable
 from typing import Any
 
@@ -29,3 +30,12 @@ async def wait_done(aw: Awaitable[Any], timeout: float | None) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Cancel ``task`` (if any) and wait until it has ended, whatever it raises."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task

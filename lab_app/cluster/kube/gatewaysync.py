@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -27,28 +28,19 @@ from lab_app.cluster.kube.settle import gateway_bound, rejected_updates, settle_
 from lab_app.errors import ConfigNotSettledError, ConfigRejectedError, LabError
 
 
+@dataclass(eq=False, repr=False)
 class GatewaySync:
     """Reads whether the gateway holds the namespace's routing; see the module doc."""
 
-    def __init__(
-        self,
-        clients: KubeClients,
-        namespace: str,
-        hub: EventHub,
-        *,
-        context: str | None,
-        kubeconfig: str | None,
-        istioctl: str | None,
-        closed: Callable[[], bool],
-    ) -> None:
-        self.clients = clients
-        self.namespace = namespace
-        self._hub = hub
-        self._context = context
-        self._kubeconfig = kubeconfig
-        self._istioctl = istioctl
-        self._closed = closed
-        self._tasks: set[asyncio.Task[None]] = set()
+    clients: KubeClients
+    namespace: str
+    hub: EventHub
+    _: KW_ONLY
+    context: str | None
+    kubeconfig: str | None
+    istioctl: str | None
+    closed: Callable[[], bool]
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
 
     # --- config_settled ------------------------------------------------------------------
     async def settled(self, timeout: float) -> None:
@@ -130,9 +122,9 @@ class GatewaySync:
             kind,
             "gateway",
             self.namespace,
-            context=self._context,
-            kubeconfig=self._kubeconfig,
-            istioctl=self._istioctl,
+            context=self.context,
+            kubeconfig=self.kubeconfig,
+            istioctl=self.istioctl,
         )
         rows = getattr(view, "rows", None)
         return list(rows) if rows is not None else None
@@ -153,12 +145,12 @@ class GatewaySync:
         lag includes the poll period (a few hundred ms), unlike the embedded backend's."""
         deadline = time.monotonic() + timeout
         problem: str | None = "not checked"
-        while time.monotonic() < deadline and not self._closed():
+        while time.monotonic() < deadline and not self.closed():
             problem = await asyncio.to_thread(self.problem, False, True)
             if problem is None:
                 now = time.time()
                 lag_ms = (now - changed_at) * 1000
-                self._hub.publish(
+                self.hub.publish(
                     Event(
                         EventKind.CONFIG_PUSHED,
                         "proxy/gateway",
@@ -174,8 +166,8 @@ class GatewaySync:
                 )
                 return
             await asyncio.sleep(0.2)
-        if not self._closed():
-            self._hub.publish(
+        if not self.closed():
+            self.hub.publish(
                 Event(
                     EventKind.NOTE,
                     "proxy/gateway",

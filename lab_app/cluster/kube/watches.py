@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Protocol
 
 from kubernetes import watch as k8s_watch
@@ -44,32 +45,27 @@ class Tracker(Protocol):
     def update(self, kind: str, obj: Any, now: float) -> list[Event]: ...
 
 
+@dataclass(eq=False, repr=False)
 class WatchLoop:
     """One list+watch of a namespaced collection, delivering tracker events to a hub."""
 
-    def __init__(
-        self,
-        name: str,
-        list_func: Callable[..., Any],
-        namespace: str,
-        tracker: Tracker,
-        hub: EventHub,
-        *,
-        watch_seconds: int = WATCH_SECONDS,
-        ready: threading.Event | None = None,
-    ) -> None:
-        self.name = name
-        self._list = list_func
-        self._namespace = namespace
-        self._tracker = tracker
-        self._hub = hub
-        self._watch_seconds = watch_seconds
-        self._stop = threading.Event()
-        self._watcher: k8s_watch.Watch | None = None
-        self._lock = threading.Lock()
-        self.ready = ready or threading.Event()  # set after the first list
-        self.error: str = ""
-        self._thread = threading.Thread(target=self._run, name=f"zdlab-watch-{name}", daemon=True)
+    name: str
+    list_func: Callable[..., Any]
+    namespace: str
+    tracker: Tracker
+    hub: EventHub
+    _: KW_ONLY
+    watch_seconds: int = WATCH_SECONDS
+    ready: threading.Event = field(default_factory=threading.Event)  # set after the first list
+    error: str = field(default="", init=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _watcher: k8s_watch.Watch | None = field(default=None, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name=f"zdlab-watch-{self.name}", daemon=True
+        )
 
     def start(self) -> WatchLoop:
         self._thread.start()
@@ -97,7 +93,7 @@ class WatchLoop:
 
     def _publish(self, events: list[Event]) -> None:
         for event in events:
-            self._hub.publish(event)
+            self.hub.publish(event)
 
     def _run(self) -> None:
         initial = True
@@ -106,9 +102,9 @@ class WatchLoop:
         while not self._stop.is_set():
             try:
                 if resource_version is None:
-                    listing = self._list(self._namespace, _request_timeout=(10, 60))
+                    listing = self.list_func(self.namespace, _request_timeout=(10, 60))
                     self._publish(
-                        self._tracker.resync(listing.items or [], time.time(), initial=initial)
+                        self.tracker.resync(listing.items or [], time.time(), initial=initial)
                     )
                     initial = False
                     resource_version = listing.metadata.resource_version
@@ -137,7 +133,7 @@ class WatchLoop:
         self.error = reason
         self.ready.set()
         if failures == 1:  # say it once per outage, not on every retry
-            self._hub.publish(
+            self.hub.publish(
                 Event(EventKind.NOTE, f"watch/{self.name}", f"watch failed: {reason}; retrying")
             )
 
@@ -150,18 +146,18 @@ class WatchLoop:
         try:
             for event in watch_stream(
                 watcher,
-                self._list,
-                self._namespace,
+                self.list_func,
+                self.namespace,
                 resource_version=resource_version,
                 allow_watch_bookmarks=True,
-                timeout_seconds=self._watch_seconds,
-                _request_timeout=(10, self._watch_seconds + 30),
+                timeout_seconds=self.watch_seconds,
+                _request_timeout=(10, self.watch_seconds + 30),
             ):
                 if self._stop.is_set():
                     break
                 kind = event["type"]
                 if kind in ("ADDED", "MODIFIED", "DELETED"):
-                    self._publish(self._tracker.update(kind, event["object"], time.time()))
+                    self._publish(self.tracker.update(kind, event["object"], time.time()))
         finally:
             with self._lock:
                 self._watcher = None

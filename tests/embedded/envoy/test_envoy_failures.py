@@ -31,10 +31,19 @@ async def start(envoys, eps, weights, **kw):
     return gw, snap, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10)
 
 
-async def test_endpoint_removed_gives_503_uh(envoys, upstreams):
+def v1_endpoints(*pods) -> list[Endpoint]:
+    return [Endpoint("127.0.0.1", p.port, {"version": "v1"}, p.name) for p in pods]
+
+
+async def start_one_pod(envoys, upstreams):
+    """One v1 pod, all the traffic to it: (pod, its endpoints, gateway, snap, client)."""
     pod = await upstreams("v1")
-    eps = [Endpoint("127.0.0.1", pod.port, {"version": "v1"}, pod.name)]
-    gw, snap, client = await start(envoys, eps, {"v1": 100})
+    eps = v1_endpoints(pod)
+    return pod, eps, *(await start(envoys, eps, {"v1": 100}))
+
+
+async def test_endpoint_removed_gives_503_uh(envoys, upstreams):
+    pod, _, gw, snap, client = await start_one_pod(envoys, upstreams)
     async with client:
         assert (await client.get("/k8s/demo")).status_code == 200
         result = await gw.push(snap([]))  # the endpoint controller removed the only v1 pod
@@ -52,10 +61,8 @@ async def test_endpoint_removed_gives_503_uh(envoys, upstreams):
 
 
 async def test_stopped_upstream_gives_503_uf(envoys, upstreams):
-    pod = await upstreams("v1")
-    eps = [Endpoint("127.0.0.1", pod.port, {"version": "v1"}, pod.name)]
     # the endpoint stays in EDS (propagation lag) while the process is gone
-    gw, _, client = await start(envoys, eps, {"v1": 100})
+    pod, _, gw, _, client = await start_one_pod(envoys, upstreams)
     async with client:
         assert (await client.get("/k8s/demo")).status_code == 200
         await pod.stop()
@@ -74,8 +81,7 @@ async def test_stopped_upstream_gives_503_uf(envoys, upstreams):
 async def test_retry_moves_to_another_pod_when_one_is_gone(envoys, upstreams):
     """previous_hosts + Istio's max_retries: a dead endpoint costs no error when another exists."""
     live, dead = await upstreams("v1"), await upstreams("v1")
-    eps = [Endpoint("127.0.0.1", p.port, {"version": "v1"}, p.name) for p in (live, dead)]
-    _, _, client = await start(envoys, eps, {"v1": 100})
+    _, _, client = await start(envoys, v1_endpoints(live, dead), {"v1": 100})
     await dead.stop()
     async with client:
         statuses = [(await client.get("/k8s/demo")).status_code for _ in range(40)]
@@ -83,9 +89,7 @@ async def test_retry_moves_to_another_pod_when_one_is_gone(envoys, upstreams):
 
 
 async def test_subset_missing_from_destination_rule_gives_503_nc(envoys, upstreams):
-    pod = await upstreams("v1")
-    eps = [Endpoint("127.0.0.1", pod.port, {"version": "v1"}, pod.name)]
-    gw, snap, client = await start(envoys, eps, {"v1": 100})
+    _, eps, gw, snap, client = await start_one_pod(envoys, upstreams)
     async with client:
         result = await gw.push(snap(eps, {"v3": 100}, missing_subset="blackhole"))
         assert result.accepted
@@ -100,8 +104,7 @@ async def _status_is(client: httpx.AsyncClient, status: int) -> bool:
 
 async def test_upstream_idle_timeout_closes_idle_connections(envoys, upstreams):
     """The proxy, not the app, closes idle keep-alive connections (no 503 UC race)."""
-    pod = await upstreams("v1")
-    eps = [Endpoint("127.0.0.1", pod.port, {"version": "v1"}, pod.name)]
+    eps = v1_endpoints(await upstreams("v1"))
     gw = envoys("gateway")
     await gw.start(
         initial=demo_snapshot({"v1": 100}, eps, subsets=("v1",), upstream_idle_timeout_s=0.3)

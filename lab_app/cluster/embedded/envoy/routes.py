@@ -20,20 +20,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from lab_app.cluster.embedded.envoy import names
 from lab_app.cluster.embedded.envoy.matches import (
     gateway_refs,
     host_matches,
     reject_unsupported,
     route_match,
-)
-from lab_app.cluster.embedded.envoy.names import (
-    envoy_cluster_name,
-    envoy_duration,
-    object_name,
-    object_namespace,
-    object_ref,
-    parse_duration,
-    service_fqdn,
 )
 from lab_app.cluster.embedded.envoy.retries import retry_policy
 from lab_app.errors import ManifestError
@@ -66,7 +58,7 @@ class Destinations:
     def cluster_for(self, dest: Mapping[str, Any], *, source: str, path: str) -> str:
         if not isinstance(dest, Mapping) or not dest.get("host"):
             raise ManifestError("destination.host is required", source=source, field=f"{path}.host")
-        host = service_fqdn(str(dest["host"]), self.namespace)
+        host = names.service_fqdn(str(dest["host"]), self.namespace)
         port = (dest.get("port") or {}).get("number")
         if port is None:
             svc = self.services.get(host)
@@ -94,7 +86,7 @@ class Destinations:
                 field=f"{path}.subset",
             )
         self.used.add((host, port))
-        return envoy_cluster_name(port, host, subset)
+        return names.envoy_cluster_name(port, host, subset)
 
 
 def gateway_route_config(
@@ -114,12 +106,14 @@ def gateway_route_config(
     ``NAMESPACE/NAME``) and one of its hosts matches one of the server's hosts."""
     vhosts: dict[str, dict[str, Any]] = {}
     for vs in virtual_services:
-        vs_ns = object_namespace(vs, namespace)
+        vs_ns = names.object_namespace(vs, namespace)
         if gateway_ref not in gateway_refs((vs.get("spec") or {}).get("gateways"), vs_ns):
             continue
         vs_hosts = [str(h) for h in (vs.get("spec") or {}).get("hosts") or []]
         if not vs_hosts:
-            raise ManifestError("spec.hosts is required", source=object_ref(vs), field="spec.hosts")
+            raise ManifestError(
+                "spec.hosts is required", source=names.object_ref(vs), field="spec.hosts"
+            )
         bound = [h for h in vs_hosts if any(host_matches(p, h) for p in server_hosts)]
         if not bound:
             continue
@@ -155,12 +149,12 @@ def _vs_routes(
     default_retry_codes: Sequence[int] = (),
 ) -> list[dict[str, Any]]:
     """The Envoy routes of one VirtualService on one gateway port, in order."""
-    source = object_ref(vs)
+    source = names.object_ref(vs)
     spec = vs.get("spec") or {}
     out: list[dict[str, Any]] = []
     config = (
-        f"/apis/networking.istio.io/v1/namespaces/{object_namespace(vs, namespace)}"
-        f"/virtual-service/{object_name(vs)}"
+        f"/apis/networking.istio.io/v1/namespaces/{names.object_namespace(vs, namespace)}"
+        f"/virtual-service/{names.object_name(vs)}"
     )
     meta = {"filter_metadata": {"istio": {"config": config}}}
     for i, http in enumerate(spec.get("http") or []):
@@ -184,7 +178,9 @@ def _vs_routes(
                 "match": route_match(match, source=source, path=f"{path}.match[{k}]"),
                 "route": dict(action),
                 "metadata": meta,
-                "decorator": {"operation": f"{object_name(vs)}:{port}{'/' + name if name else ''}"},
+                "decorator": {
+                    "operation": f"{names.object_name(vs)}:{port}{'/' + name if name else ''}"
+                },
             }
             if http.get("headers"):
                 _header_operations(route, http["headers"])
@@ -237,8 +233,8 @@ def _route_action(
         action["weighted_clusters"] = {"clusters": weighted}
     timeout = 0.0
     if "timeout" in http:
-        timeout = parse_duration(http["timeout"], source=source, field_path=f"{path}.timeout")
-    action["timeout"] = envoy_duration(timeout)
+        timeout = names.parse_duration(http["timeout"], source=source, field_path=f"{path}.timeout")
+    action["timeout"] = names.envoy_duration(timeout)
     policy = retry_policy(
         http.get("retries"),
         source=source,

@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from lab_app.cluster.embedded.envoy import names
 from lab_app.cluster.embedded.envoy.clusters import (
     MAX_U32,
     DestinationRules,
@@ -49,12 +50,8 @@ from lab_app.cluster.embedded.envoy.names import (
     DEFAULT_NAMESPACE,
     envoy_cluster_name,
     envoy_duration,
-    object_name,
-    object_namespace,
-    object_ref,
     parse_duration,
     service_fqdn,
-    socket_address,
 )
 from lab_app.cluster.embedded.envoy.retries import inbound_retry_policy, retry_policy
 from lab_app.cluster.embedded.envoy.routes import Destinations, gateway_route_config
@@ -109,12 +106,13 @@ def gateway_snapshot(
     ``default_retry_codes``: the status codes istiod's default retry policy retries (``503``
     before Istio 1.24; none since, ``EXCLUDE_UNSAFE_503_FROM_DEFAULT_RETRY``).
     """
-    gw_source = object_ref(gateway)
-    gateway_ref = f"{object_namespace(gateway, namespace)}/{object_name(gateway)}"
+    gw_source = names.object_ref(gateway)
+    gateway_ref = f"{names.object_namespace(gateway, namespace)}/{names.object_name(gateway)}"
     server_ports = gateway_server_ports(gateway)
     port_map = local_ports(listen_port, server_ports, source=gw_source)
     svc_by_host = {
-        service_fqdn(object_name(s), object_namespace(s, namespace)): s for s in services
+        service_fqdn(names.object_name(s), names.object_namespace(s, namespace)): s
+        for s in services
     }
     rules = DestinationRules.index(destination_rules, namespace)
     dests = Destinations(svc_by_host, rules.subsets, namespace, missing_subset)
@@ -172,7 +170,7 @@ def service_proxy_snapshot(
     client as a closed connection. When an endpoint goes, connections already open to it stay
     (like conntrack entries) until either side closes them.
     """
-    source = object_ref(service)
+    source = names.object_ref(service)
     ports = [int(p["port"]) for p in (service.get("spec") or {}).get("ports") or []]
     if port is None:
         if not ports:
@@ -184,8 +182,8 @@ def service_proxy_snapshot(
         raise ManifestError(
             f"lb_policy {lb_policy!r} is not supported", source=source, field="lb_policy"
         )
-    name = object_name(service)
-    host = service_fqdn(name, object_namespace(service, namespace))
+    name = names.object_name(service)
+    host = service_fqdn(name, names.object_namespace(service, namespace))
     cname = envoy_cluster_name(port, host)
     cluster = {
         "name": cname,
@@ -238,7 +236,11 @@ def sidecar_snapshot(
         "load_assignment": {
             "cluster_name": cname,
             "endpoints": [
-                {"lb_endpoints": [{"endpoint": {"address": socket_address("127.0.0.1", app_port)}}]}
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": names.socket_address("127.0.0.1", app_port)}}
+                    ]
+                }
             ],
         },
         "typed_extension_protocol_options": http_protocol_options(
