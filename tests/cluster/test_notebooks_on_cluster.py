@@ -13,9 +13,9 @@ import importlib.util
 import os
 
 import pytest
-from conftest import REPO
 
 from lab_app.cluster.kube.reach import check
+from lab_app.paths import REPO_ROOT as REPO
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(3600)]
 

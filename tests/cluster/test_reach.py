@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO
 from kube_apiserver import FakeApiServer, Reply
 
 from lab_app.cluster.kube.reach import NO_KUBECONFIG, check
+from lab_app.paths import REPO_ROOT as REPO
 
 BOUND_S = 10.0
 

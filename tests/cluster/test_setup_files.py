@@ -10,9 +10,9 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import REPO
 
 from lab_app.cluster.kube.gateway import GATEWAY_PORT_NAME, GATEWAY_SERVICE, kind_port_mappings
+from lab_app.paths import REPO_ROOT as REPO
 
 OVERLAY = REPO / "scripts" / "istio-operator.yaml"
 UP = REPO / "scripts" / "cluster-up.sh"
