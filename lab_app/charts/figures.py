@@ -27,8 +27,9 @@ ERROR_COLORS = {
 }
 _STATUS_COLORS = ["#d62728", "#ff7f0e", "#e377c2", "#9467bd", "#bcbd22", "#17becf"]
 _VERSION_COLORS = ["#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#17becf", "#e377c2", "#7f7f7f"]
-_RUN_DASHES = ["solid", "dash", "dot", "dashdot"]
 _NO_EXTRA = "<extra></extra>"
+#: Pixels each latency panel after the first adds to a chart's height.
+EXTRA_LATENCY_PX = 170
 
 
 @dataclass(frozen=True)
@@ -168,18 +169,19 @@ def trace_specs(
                     },
                 )
             )
-        dash = _RUN_DASHES[run_index % len(_RUN_DASHES)]
+        # one latency panel per run, each with its own y axis (see build_figure)
+        latency_row = 3 + run_index
         for name, key, color in (("p50", "p50_ms", "#1f77b4"), ("p99", "p99_ms", "#d62728")):
             specs.append(
                 (
-                    3,
+                    latency_row,
                     {
                         "type": "scatter",
                         "x": xs,
                         "y": [row.get(key) for row in s.rows],
                         "mode": "lines+markers",
                         "marker": {"size": 4},
-                        "line": {"color": color, "dash": dash, "width": 1.5},
+                        "line": {"color": color, "width": 1.5},
                         "name": f"{prefix}{name} latency",
                         "legendgroup": "latency",
                         "connectgaps": False,
@@ -212,7 +214,7 @@ def trace_specs(
 
 
 def event_shapes(xs: Sequence[float]) -> list[dict[str, Any]]:
-    """Vertical dotted lines across all three rows, one per event."""
+    """Vertical dotted lines across all the rows, one per event."""
     return [
         {
             "type": "line",
@@ -228,6 +230,17 @@ def event_shapes(xs: Sequence[float]) -> list[dict[str, Any]]:
     ]
 
 
+def latency_rows(n_series: int) -> int:
+    """How many latency panels a chart of ``n_series`` runs has: one per run (at least one).
+
+    Runs of different endpoints can differ a thousandfold in latency (``/k8s/demo`` answers in
+    milliseconds, ``/k8s/longTask`` in seconds); on one shared axis the fast one is a flat line
+    at zero. A panel per run gives each its own scale and keeps the axis linear, so "p99 went
+    from 3 to 40 ms" reads as directly as it does on a one-run chart.
+    """
+    return max(1, n_series)
+
+
 def build_figure(
     series: Sequence[SeriesData],
     markers: Iterable[Marker] = (),
@@ -237,17 +250,30 @@ def build_figure(
     title: str = "Load: responses per second",
     height: int = 720,
 ) -> go.Figure:
-    """Three rows sharing the time axis (seconds since ``t0``): status codes (stacked bars,
-    connection errors by class), responding versions (stacked bars), latency p50/p99 (lines);
-    events as vertical dotted lines plus an ``events`` marker trace carrying their text."""
+    """Rows sharing the time axis (seconds since ``t0``): status codes (stacked bars,
+    connection errors by class), responding versions (stacked bars), then latency p50/p99
+    (lines), one panel per run so each run's latency has its own y axis; events as vertical
+    dotted lines plus an ``events`` marker trace carrying their text.
+
+    ``height`` is the height of a one-run chart; each further run's latency panel adds
+    ``EXTRA_LATENCY_PX``, so the status and version rows keep their size.
+    """
     specs, marker_xs = trace_specs(series, markers, t0=t0, bin_s=bin_s)
+    n_latency = latency_rows(len(series))
+    total_height = height + EXTRA_LATENCY_PX * (n_latency - 1)
+    if n_latency == 1:
+        latency_titles: tuple[str, ...] = ("Latency",)
+    else:
+        latency_titles = tuple(f"Latency: {s.label}" for s in series)
     fig = make_subplots(
-        rows=3,
+        rows=2 + n_latency,
         cols=1,
         shared_xaxes=True,
-        vertical_spacing=0.06,
-        row_heights=[0.45, 0.3, 0.25],
-        subplot_titles=("Responses per second by status", "By responding version", "Latency"),
+        # the same gap in pixels as a one-run chart's 6 %
+        vertical_spacing=0.06 * height / total_height,
+        # relative heights (make_subplots normalises them): an extra panel is a bit shorter
+        row_heights=[0.45, 0.3, 0.25] if n_latency == 1 else [0.45, 0.3] + [0.22] * n_latency,
+        subplot_titles=("Responses per second by status", "By responding version", *latency_titles),
     )
     for row, spec in specs:
         fig.add_trace(spec, row=row, col=1)
@@ -255,7 +281,7 @@ def build_figure(
         title=title,
         barmode="stack",
         bargap=0.05,
-        height=height,
+        height=total_height,
         hovermode="x",
         margin={"l": 60, "r": 20, "t": 70, "b": 50},
         uirevision="zdlab",
@@ -263,8 +289,17 @@ def build_figure(
     )
     fig.update_yaxes(title_text="req/s", row=1, col=1, rangemode="tozero")
     fig.update_yaxes(title_text="req/s", row=2, col=1, rangemode="tozero")
-    fig.update_yaxes(title_text="ms", row=3, col=1, rangemode="tozero")
-    fig.update_xaxes(title_text="seconds since start", row=3, col=1)
+    for row in range(3, 3 + n_latency):
+        # 12,000 ms rather than 12k: the unit is in the title, an SI suffix would confuse it
+        fig.update_yaxes(
+            title_text="ms",
+            row=row,
+            col=1,
+            rangemode="tozero",
+            exponentformat="none",
+            separatethousands=True,
+        )
+    fig.update_xaxes(title_text="seconds since start", row=2 + n_latency, col=1)
     return fig
 
 

@@ -235,6 +235,11 @@ class LiveChart:
         if [t.name for t in widget.data] != [spec["name"] for _, spec in specs]:
             fresh = self.figure()
             widget.data = ()
+            if self._layout_rows(widget) != self._layout_rows(fresh):
+                # a run was added since the widget was drawn: it needs its own latency panel
+                autosize = widget.layout.autosize
+                widget.layout = fresh.layout
+                widget.layout.autosize = autosize  # keep the plotly#5208 fix (see start())
             widget.add_traces(list(fresh.data))
             widget.layout.shapes = fresh.layout.shapes
         else:
@@ -247,6 +252,11 @@ class LiveChart:
                 if len(widget.layout.shapes) != len(marker_xs):
                     widget.layout.shapes = event_shapes(marker_xs)
         self._redraws += 1
+
+    @staticmethod
+    def _layout_rows(fig: go.Figure) -> int:
+        """How many subplot rows ``fig``'s layout has (one y axis per row)."""
+        return sum(1 for name in fig.layout if name.startswith("yaxis"))
 
     # ------------------------------------------------------------------ live task
     def start(self, *, display: bool = True) -> None:
@@ -317,7 +327,8 @@ class LiveChart:
     def save_png(
         self, path: str | os.PathLike[str], *, width: int = 1200, scale: float = 1.0
     ) -> Path:
-        return save_png(self.figure(), path, width=width, height=self.height, scale=scale)
+        # the figure's own height: each run's latency panel adds to ``self.height``
+        return save_png(self.figure(), path, width=width, scale=scale)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
         """A chart as a cell's last expression shows its static figure."""

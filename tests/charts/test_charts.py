@@ -169,3 +169,33 @@ def test_add_run_rejects_other_things():
         LiveChart(live=False).add_run("http://x")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"\.t"):
         LiveChart(live=False).add_events([object()])
+
+
+def test_each_run_gets_its_own_latency_axis(mixed_runs):
+    """A fast and a slow endpoint on one chart: each run's latency on its own y axis, so the
+    fast one is not a flat line under the slow one's scale; one run keeps a single panel."""
+    ok, refused = mixed_runs
+    one = LiveChart(live=False).add_run(ok).figure()
+    latency = [t for t in one.data if t.name.endswith("latency")]
+    assert {t.yaxis for t in latency} == {"y3"}
+    assert one.layout.height == 720 and "yaxis4" not in one.layout
+
+    chart = LiveChart(live=False).add_run(ok).add_run(refused)
+    fig = chart.figure()
+    axis = {t.name: t.yaxis for t in fig.data}
+    assert axis["gateway: p50 latency"] == axis["gateway: p99 latency"] == "y3"
+    assert axis["dead: p50 latency"] == axis["dead: p99 latency"] == "y4"
+    assert fig.layout.yaxis3.matches is None and fig.layout.yaxis4.matches is None
+    assert fig.layout.xaxis4.title.text == "seconds since start"
+    titles = [a.text for a in fig.layout.annotations]
+    assert "Latency: gateway" in titles and "Latency: dead" in titles
+    assert fig.layout.height > 720  # the extra panel adds height, the other rows keep theirs
+
+    # live: the widget drawn before the runs were added gains the second panel on redraw
+    live = LiveChart(live=True)
+    assert "yaxis4" not in live.widget.layout
+    live.widget.layout.autosize = True
+    live.add_run(ok).add_run(refused).redraw()
+    assert {t.name: t.yaxis for t in live.widget.data} == axis
+    assert live.widget.layout.yaxis4.title.text == "ms"
+    assert live.widget.layout.height == fig.layout.height and live.widget.layout.autosize
