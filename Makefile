@@ -3,20 +3,43 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# Every pinned dependency (base + lab + test extras, with hashes); see its header to update it.
+LOCK   := requirements.lock
+# A new stamp name, so a re-install, whenever pyproject.toml or the lock changes.
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d' ' -f1)
 PIP_FLAGS ?= --quiet --disable-pip-version-check
+# uv installs the lock in seconds; pip (minutes) when uv is neither on PATH nor installable.
+UV     ?= $(shell command -v uv 2>/dev/null)
 
 .PHONY: lab test test-cluster typecheck jupyter lint format bench clean install
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-
-$(STAMP): pyproject.toml | $(BIN)/python
-	@echo ">> installing zdlab with its lab and test extras into $(VENV) (about a minute)"
-	$(BIN)/pip install $(PIP_FLAGS) --upgrade pip 2>&1 | grep -v "is ignored: it is neither" || true
-	$(BIN)/pip install $(PIP_FLAGS) -e '.[test]' 2>&1 | grep -v "is ignored: it is neither"; test $${PIPESTATUS[0]:-0} -eq 0
-	$(BIN)/python -c "import lab_app, fastapi, httpx, plotly, papermill" 
-	@rm -f $(VENV)/.installed-*; touch $@
+# One line per stage; a stage's own output is shown only if it fails (then in full).
+$(STAMP): pyproject.toml $(LOCK)
+	@start=$$(date +%s); log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
+	run() { "$$@" >"$$log" 2>&1 || { cat "$$log" >&2; echo ">> failed: $$*" >&2; exit 1; }; }; \
+	if [ ! -x $(BIN)/python ]; then \
+	  echo ">> creating $(VENV)"; run $(PYTHON) -m venv $(VENV); \
+	fi; \
+	n=$$(grep -c '^[A-Za-z0-9]' $(LOCK)); uv="$(UV)"; \
+	if [ -z "$$uv" ]; then \
+	  if [ -x $(BIN)/uv ] || $(BIN)/python -m pip install $(PIP_FLAGS) uv >"$$log" 2>&1; then \
+	    uv=$(BIN)/uv; \
+	  fi; \
+	fi; \
+	if [ -n "$$uv" ]; then \
+	  echo ">> installing $$n locked packages with uv"; \
+	  run "$$uv" pip install --python $(BIN)/python -r $(LOCK); \
+	  echo ">> installing zdlab"; \
+	  run "$$uv" pip install --python $(BIN)/python --no-deps -e .; \
+	else \
+	  echo ">> installing $$n locked packages with pip (uv could not be installed)"; \
+	  run $(BIN)/python -m pip install $(PIP_FLAGS) -r $(LOCK); \
+	  echo ">> installing zdlab"; \
+	  run $(BIN)/python -m pip install $(PIP_FLAGS) --no-deps -e .; \
+	fi; \
+	run $(BIN)/python -c "import lab_app, fastapi, httpx, plotly, papermill"; \
+	rm -f $(VENV)/.installed-*; touch $@; \
+	echo ">> done in $$(( $$(date +%s) - start )) s"
 
 install: $(STAMP)
 

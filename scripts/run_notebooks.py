@@ -51,6 +51,19 @@ def notebook_parameters(path: Path) -> set[str]:
     return set(papermill.inspect_notebook(str(path)).keys())
 
 
+def kernel_config() -> object:
+    """Start each kernel over IPC (Unix sockets in Jupyter's runtime dir), not TCP.
+
+    Over TCP, ipykernel 7 logs "Kernel is running over TCP without encryption" to its stderr,
+    which papermill's kernel shares with this script: once per notebook. An IPC kernel opens no
+    port at all, so that warning's cause, not just its text, is gone. nbclient hands this
+    config to the KernelManager it creates for every notebook.
+    """
+    from traitlets.config import Config
+
+    return Config({"KernelManager": {"transport": "ipc"}})
+
+
 def run_one(path: Path, out_dir: Path, params: dict[str, object], timeout: float) -> Outcome:
     import papermill
 
@@ -74,6 +87,7 @@ def run_one(path: Path, out_dir: Path, params: dict[str, object], timeout: float
             progress_bar=False,
             execution_timeout=timeout,
             store_widget_state=False,
+            config=kernel_config(),
         )
         ok, error = True, ""
     except papermill.PapermillExecutionError as exc:
