@@ -6,7 +6,7 @@ pod's Envoy. The columns follow ``istioctl proxy-config routes|clusters|endpoint
 (routes also show each destination's weight and share, what the lessons are about).
 
 Nothing here is backend-specific, so it lives beside ``base.py`` (whose ``proxy_config``
-takes a ``ProxyConfigKind``); ``lab_app.cluster.embedded.envoy.proxy_config`` re-exports it.
+takes a ``ProxyConfigKind``).
 """
 
 from __future__ import annotations

@@ -162,18 +162,9 @@ async def wait_http_ok(url: str, timeout: float = 30.0, stopper: Stopper | None 
             await asyncio.sleep(0.05)
 
 
-async def note(cluster: Cluster, message: str, **data: Any) -> None:
-    """Mark a step on the cluster's event stream when the backend supports it."""
-    fn = getattr(cluster, "note", None)
-    if fn is not None:
-        fn(message, obj="experiment", **data)
-
-
 async def settle(cluster: Cluster, timeout: float = 30.0) -> None:
-    """Wait for pending config pushes (embedded backend); a no-op elsewhere."""
-    fn = getattr(cluster, "config_settled", None)
-    if fn is not None:
-        await fn(timeout)
+    """Wait until the proxies hold what was applied (``Cluster.config_settled``)."""
+    await cluster.config_settled(timeout)
 
 
 def records_between(results: Any, start: float, end: float) -> Iterable[Any]:

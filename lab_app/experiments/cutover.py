@@ -57,8 +57,6 @@ def _shares(counts: Counter[str]) -> dict[str, float]:
 async def _push_time(s: Session, since: float, timeout: float = 10.0) -> float:
     """When the gateway confirmed a weights change made after ``since`` (wall clock)."""
     c = s.cluster
-    if not hasattr(c, "config_settled"):
-        return time.time()  # another backend: no push confirmation; measure from now
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         event = first_event_after(c, "ConfigPushed", since, obj="proxy/gateway", reason="weights")

@@ -47,9 +47,7 @@ class Session:
     def step(self, action: str, **data: Any) -> dict[str, Any]:
         entry = {"t": time.time(), "action": action, **data}
         self.result.steps.append(entry)
-        note = getattr(self.cluster, "note", None)
-        if note is not None:
-            note(action, obj="experiment", **{k: v for k, v in data.items() if k != "t"})
+        self.cluster.note(action, obj="experiment", **{k: v for k, v in data.items() if k != "t"})
         return entry
 
     async def build_images(self, *versions: str) -> dict[str, str]:
@@ -123,7 +121,7 @@ async def run_session(
     result = ExperimentResult(scenario=scenario, params=dict(params))
     stopper = Stopper(stop)
     async with use_cluster(cluster, cluster_options) as (c, _owned):
-        result.backend = getattr(c, "backend", "")
+        result.backend = c.backend
         session = Session(c, stopper, result)
         try:
             await body(session)

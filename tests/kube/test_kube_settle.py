@@ -9,15 +9,14 @@ import pytest
 from kube_apiserver import Reply, not_found
 
 from lab_app.cluster.kube import KubeCluster
-from lab_app.cluster.kube.proxy import DUMP_TYPES, shared_view
+from lab_app.cluster.kube.proxy import DUMP_TYPES
 from lab_app.cluster.kube.settle import expected_shares, route_shares, settle_problem
+from lab_app.cluster.proxyconfig import proxy_config_view
 from lab_app.errors import ConfigNotSettledError
 
 NS = "zdlab"
 FQDN = "zero-downtime-rollingupdate.zdlab.svc.cluster.local"
 ISTIO = "/apis/networking.istio.io/v1/namespaces/zdlab"
-
-pytestmark = pytest.mark.skipif(shared_view() is None, reason="no shared proxy_config_view")
 
 
 def vs(weights: dict[str, int] | None, name: str = "zero-downtime-rollingupdate") -> dict:
@@ -91,7 +90,7 @@ def endpoints(*healthy_clusters: str, unhealthy: tuple[str, ...] = ()) -> dict:
 
 
 def rows(dump: dict, kind: str) -> list[dict]:
-    return shared_view()(dump, kind).rows
+    return proxy_config_view(dump, kind).rows
 
 
 def test_shares():

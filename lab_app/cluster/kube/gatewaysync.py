@@ -25,6 +25,7 @@ from lab_app.cluster.kube import proxy as proxy_mod
 from lab_app.cluster.kube.client import KubeClients, json_object
 from lab_app.cluster.kube.resources import type_for_kind
 from lab_app.cluster.kube.settle import gateway_bound, rejected_updates, settle_problem
+from lab_app.cluster.proxyconfig import ProxyConfigKind
 from lab_app.errors import ConfigNotSettledError, ConfigRejectedError, LabError
 
 
@@ -116,7 +117,7 @@ class GatewaySync:
             return f"HTTP {exc.status} reading the gateway's config"
         return problem
 
-    def _rows(self, kind: str) -> list[dict[str, Any]] | None:
+    def _rows(self, kind: ProxyConfigKind) -> list[dict[str, Any]] | None:
         view = proxy_mod.proxy_config(
             self.clients.core,
             kind,

@@ -11,19 +11,19 @@ result goes through it, so a notebook shows the same table on both backends.
 from __future__ import annotations
 
 import http.client
-import importlib
 import json
 import shutil
 import socket
 import subprocess
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from kubernetes import client as k8s
 
 from lab_app.cluster.kube.gateway import GATEWAY_NAMESPACE
 from lab_app.cluster.kube.objects import meta, name_of, pod_ready
+from lab_app.cluster.proxyconfig import ProxyConfigKind, proxy_config_view
 from lab_app.errors import ConfigError, LabError
 
 ADMIN_PORT = 15000
@@ -100,24 +100,9 @@ def istioctl_to_admin(kind: str, data: Any) -> dict[str, Any]:
     return {"configs": [{"@type": DUMP_TYPES[kind], **section}]}
 
 
-def shared_view() -> Callable[[Any, str], Any] | None:
-    """The embedded backend's ``proxy_config_view`` when that part exists."""
-    for module in ("lab_app.cluster.proxyconfig", "lab_app.cluster.embedded.envoy.proxy_config"):
-        try:
-            found = importlib.import_module(module).proxy_config_view
-        except (ImportError, AttributeError):
-            continue
-        if callable(found):
-            return cast(Callable[[Any, str], Any], found)
-    return None
-
-
-def view(kind: str, admin_data: dict[str, Any]) -> Any:
-    """The shared view of admin data, or the raw section when there is no shared view."""
-    make = shared_view()
-    if make is None:
-        return dump_section(kind, admin_data)
-    return make(admin_data, kind)
+def view(kind: ProxyConfigKind, admin_data: dict[str, Any]) -> Any:
+    """The same ``istioctl proxy-config`` view the embedded backend gives, from admin data."""
+    return proxy_config_view(admin_data, kind)
 
 
 def find_proxy_pod(core: k8s.CoreV1Api, proxy: str, namespace: str) -> tuple[str, str]:
@@ -194,7 +179,7 @@ def admin_via_port_forward(core: k8s.CoreV1Api, pod: str, namespace: str, path: 
 
 def proxy_config(
     core: k8s.CoreV1Api,
-    kind: str,
+    kind: ProxyConfigKind,
     proxy: str,
     namespace: str,
     *,
@@ -213,11 +198,8 @@ def proxy_config(
         if kubeconfig:
             args += ["--kubeconfig", kubeconfig]
         data = run_istioctl(args)
-        make = shared_view()
-        if make is None:
-            return data
         try:
-            return make(istioctl_to_admin(kind, data), kind)
+            return proxy_config_view(istioctl_to_admin(kind, data), kind)
         except Exception:  # an istioctl whose JSON the shared view cannot read: show it raw
             return data
     return view(kind, admin_via_port_forward(core, pod, pod_namespace, admin_path(kind)))
